@@ -1,0 +1,144 @@
+"""What differs between the three training stages (reference/ssma_paper.md §5).
+
+- "expert": a unimodal AdapNet++ per modality, every parameter at the base lr.
+- "fusion": a fused model whose streams start from the two experts (`EXPERT_TO_FUSION` says which
+  expert tensors go where), the streams at a lower lr than the fusion blocks and the decoder.
+- "finetune": the streams frozen (no gradients, BatchNorm statistics fixed), the rest trained.
+
+"Stream" here is what the released SSMA code calls the expert: encoder + eASPP + skip
+projections (`optim.freeze: "encoder"` narrows freezing to the backbone alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+#: Per fused arch and modality: prefix of the tensor in the expert's (AdapNet++) state dict ->
+#: prefix in the fused model's state dict. SSMA takes each expert's encoder + eASPP + skip
+#: projections (its decoder differs: it attends to the fused skips). Late fusion averages two
+#: complete AdapNet++ networks, so it takes the experts whole. Early fusion has a single stream
+#: on stacked channels and no expert to start from.
+EXPERT_TO_FUSION: dict[str, dict[str, dict[str, str]]] = {
+    "ssma": {
+        "rgb": {"expert.": "rgb_expert."},
+        "aux": {"expert.": "aux_expert."},
+    },
+    "late": {
+        "rgb": {"expert.": "rgb_net.expert.", "decoder.": "rgb_net.decoder."},
+        "aux": {"expert.": "aux_net.expert.", "decoder.": "aux_net.decoder."},
+    },
+}
+
+#: Module paths of the per-modality streams of each arch ("expert" = encoder + eASPP + skips).
+STREAMS: dict[str, tuple[str, ...]] = {
+    "adapnet": ("expert",),
+    "early": ("expert",),
+    "ssma": ("rgb_expert", "aux_expert"),
+    "late": ("rgb_net.expert", "aux_net.expert"),
+}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def expert_mapping(arch: str, modality: str, expert_state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Expert state-dict key -> fused-model key for every expert tensor the fused `arch` takes."""
+    if arch not in EXPERT_TO_FUSION:
+        raise ValueError(f"arch {arch!r} cannot start from unimodal experts; "
+                         f"that works for {sorted(EXPERT_TO_FUSION)} (train it with init.rgb/aux unset)")
+    prefixes = EXPERT_TO_FUSION[arch][modality]
+    mapping = {}
+    for key in expert_state:
+        for src, dst in prefixes.items():
+            if key.startswith(src):
+                mapping[key] = dst + key[len(src):]
+    return mapping
+
+
+@torch.no_grad()
+def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
+    """Copy the tensors of a trained unimodal AdapNet++ `expert` into the `modality` stream of the
+    fused `model` (parameters and BN buffers, exactly). Returns the number of tensors copied.
+
+    Every mapped tensor must exist with the same shape, and every tensor of the target stream must
+    be covered, so an expert of another size or class count fails loudly instead of half-loading."""
+    model = unwrap(model)
+    arch = model.arch
+    if getattr(expert, "arch", None) != "adapnet":
+        raise ValueError(f"the {modality} expert must be an adapnet checkpoint, got {getattr(expert, 'arch', None)!r}")
+    if getattr(expert, "modality", modality) != modality:
+        raise ValueError(f"init.{modality} holds an expert trained on {expert.modality!r}")
+    source = expert.state_dict()
+    target = model.state_dict()
+    mapping = expert_mapping(arch, modality, source)
+    for src, dst in mapping.items():
+        if dst not in target:
+            raise ValueError(f"expert tensor {src} has no place {dst} in the {arch} model")
+        if source[src].shape != target[dst].shape:
+            raise ValueError(f"expert tensor {src} {tuple(source[src].shape)} does not fit {dst} "
+                             f"{tuple(target[dst].shape)}: model config or class count differ")
+    covered = set(mapping.values())
+    stream_prefixes = tuple(EXPERT_TO_FUSION[arch][modality].values())
+    missing = [k for k in target if k.startswith(stream_prefixes) and k not in covered]
+    if missing:
+        raise ValueError(f"the {modality} expert lacks {len(missing)} tensors of the stream, e.g. {missing[:3]}")
+    for src, dst in mapping.items():
+        target[dst].copy_(source[src])
+    return len(mapping)
+
+
+def stream_modules(model: nn.Module, freeze: str = "expert") -> list[nn.Module]:
+    """The per-modality streams (freeze="expert") or only their backbones (freeze="encoder")."""
+    model = unwrap(model)
+    modules = [model.get_submodule(path) for path in STREAMS[model.arch]]
+    return [m.encoder for m in modules] if freeze == "encoder" else modules
+
+
+def split_parameters(model: nn.Module, freeze: str = "expert") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(stream parameters, all other parameters) of a model, each parameter in exactly one list."""
+    stream = {id(p): p for m in stream_modules(model, freeze) for p in m.parameters()}
+    rest = [p for p in unwrap(model).parameters() if id(p) not in stream]
+    return list(stream.values()), rest
+
+
+def freeze_streams(model: nn.Module, freeze: str = "expert") -> int:
+    """Stop training the streams: no gradients, BN and dropout in eval mode. Returns the frozen
+    parameter count. Call `set_train_mode` instead of `model.train()` afterwards so they stay so."""
+    count = 0
+    for module in stream_modules(model, freeze):
+        for p in module.parameters():
+            p.requires_grad_(False)
+            count += p.numel()
+        module.eval()
+    return count
+
+
+def frozen_modules(model: nn.Module) -> list[nn.Module]:
+    """Outermost sub-modules whose parameters (recursively) are all frozen."""
+    found: list[nn.Module] = []
+
+    def visit(module: nn.Module) -> None:
+        params = list(module.parameters())
+        if params and not any(p.requires_grad for p in params):
+            found.append(module)
+            return
+        for child in module.children():
+            visit(child)
+
+    visit(unwrap(model))
+    return found
+
+
+def set_train_mode(model: nn.Module, frozen: Sequence[nn.Module] | None = None) -> None:
+    """model.train(), except that frozen sub-modules stay in eval mode, as in the released code's
+    fixed experts: their BN keeps its running statistics (in train mode BN would still update them
+    from each batch) and their dropout is off, so a frozen stream is a fixed function.
+    `frozen`: `frozen_modules(model)` computed once (finding them walks the whole model)."""
+    model.train()
+    for module in frozen_modules(model) if frozen is None else frozen:
+        module.eval()
