@@ -40,6 +40,9 @@ setup(
         "console_scripts": [
             "segment_node = ssma_ros.node.segment_node:main",
             "ssma-model-info = ssma_ros.model.info:main",
+            "ssma-train = ssma_ros.train.cli:main",
+            "ssma-export = ssma_ros.export.bundle_cli:main",
+            "ssma-build-engine = ssma_ros.export.tensorrt:main",
         ],
     },
 )

@@ -38,7 +38,8 @@ if [ "$(cat "$VENV/.ssma_stamp" 2>/dev/null)" != "$STAMP_WANT" ]; then
   echo "ssma_ros: installing pinned dependencies into $VENV"
   ARGS=()
   for r in "${REQS[@]}"; do ARGS+=(-r "$ROOT/$r"); done
-  python -m pip install --quiet --disable-pip-version-check "${ARGS[@]}"
+  # (this machine's pip config names local indexes that may be absent: hide those warnings)
+  python -m pip install --quiet --disable-pip-version-check "${ARGS[@]}" 2> >(grep -v "is ignored: it is neither" >&2)
   python -m pip install --quiet --disable-pip-version-check --no-deps -e "$ROOT"
   echo "$STAMP_WANT" > "$VENV/.ssma_stamp"
 fi

@@ -20,3 +20,28 @@ def ros_context():
     rclpy.init(context=context)
     yield context
     context.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A lite SSMA RGB-D bundle (untrained weights) at 64x80, exported the way ssma-export does it.
+
+    Untrained on purpose: tests of plumbing must not depend on what a model learned; tests of
+    accuracy use the shipped default bundle.
+    """
+    import torch
+
+    from ssma_ros.data.preprocess import Preprocess
+    from ssma_ros.data.synthetic import CLASSES, PALETTE
+    from ssma_ros.export.bundle_cli import export_bundle
+    from ssma_ros.model import build_model
+    from ssma_ros.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("bundle")
+    model = build_model("ssma", "lite", len(CLASSES)).eval()
+    checkpoint = save_checkpoint(
+        folder / "tiny.pt", model, classes=list(CLASSES), palette=PALETTE.tolist(), void_index=0,
+        preprocess=Preprocess(64, 80).to_dict())
+    bundle, _ = export_bundle(checkpoint, folder / "tiny_bundle", name="tiny")
+    return bundle

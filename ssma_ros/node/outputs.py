@@ -1,0 +1,137 @@
+"""Per-frame outputs from the network's logits: class mask, confidence, colour mask, overlay.
+
+Pure numpy/OpenCV, vectorised. Each output is its own function so the node computes only what
+someone subscribes to: the mask alone needs no softmax (argmax of the logits is argmax of the
+softmax), and the confidence needs only the softmax maximum, 1 / sum(exp(l - max l)), never the
+full probability volume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+MAX_CLASSES = 256  # class ids travel as mono8
+
+
+def resize_logits(logits: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
+    """(1, C, h, w) logits -> C x H x W float32 at `out_size` = (H, W).
+
+    Bilinear with half-pixel centres (OpenCV INTER_LINEAR, equal to torch's
+    interpolate(mode="bilinear", align_corners=False) when upsampling). Planes are resized one by
+    one so later reductions run over the first axis, across contiguous planes.
+    """
+    if logits.ndim != 4 or logits.shape[0] != 1:
+        raise ValueError(f"logits must have shape (1, C, h, w), got {logits.shape}")
+    num_classes = logits.shape[1]
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise ValueError(f"need 1..{MAX_CLASSES} classes for a mono8 mask, got {num_classes}")
+    height, width = int(out_size[0]), int(out_size[1])
+    if height <= 0 or width <= 0:
+        raise ValueError(f"out_size must be positive (H, W), got {out_size}")
+    planes = np.asarray(logits[0], dtype=np.float32)
+    if planes.shape[1:] == (height, width):
+        return np.ascontiguousarray(planes)
+    out = np.empty((num_classes, height, width), dtype=np.float32)
+    for c in range(num_classes):
+        cv2.resize(np.ascontiguousarray(planes[c]), (width, height), dst=out[c],
+                   interpolation=cv2.INTER_LINEAR)
+    return out
+
+
+def class_mask(scores: np.ndarray) -> np.ndarray:
+    """Per-pixel argmax of C x H x W scores as uint8 class ids (ties: lowest class id).
+
+    One pass per class over contiguous planes with OpenCV's SIMD kernels (several times faster
+    than numpy's argmax over either axis here).
+    """
+    best = scores[0].copy()
+    mask = np.zeros(best.shape, dtype=np.uint8)
+    class_plane = np.empty_like(mask)
+    for c in range(1, scores.shape[0]):
+        better = cv2.compare(scores[c], best, cv2.CMP_GT)  # strict: the first maximum wins
+        class_plane.fill(c)
+        cv2.copyTo(class_plane, better, mask)
+        cv2.max(best, scores[c], dst=best)
+    return mask
+
+
+def max_probability(scores: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum of softmax(scores) over classes, float32 in (0, 1].
+
+    max_c softmax = 1 / sum_c exp(l_c - max l): stable (exponents <= 0) and no probability volume.
+    """
+    top = scores[0].copy()
+    for c in range(1, scores.shape[0]):
+        cv2.max(top, scores[c], dst=top)
+    total = np.zeros(top.shape, dtype=np.float32)
+    shifted = np.empty_like(top)
+    for c in range(scores.shape[0]):
+        cv2.subtract(scores[c], top, dst=shifted)
+        cv2.exp(shifted, dst=shifted)
+        cv2.add(total, shifted, dst=total)
+    return np.reciprocal(total, out=total)
+
+
+def postprocess(logits: np.ndarray, out_size: tuple[int, int],
+                need_confidence: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (1, C, h, w) -> (mask uint8 H x W, confidence float32 H x W or None).
+
+    The logits are resized to `out_size` (the input image's (H, W)) first, so both outputs are
+    pixel-aligned with the input; the confidence is skipped unless `need_confidence`.
+    """
+    scores = resize_logits(logits, out_size)
+    mask = class_mask(scores)
+    return mask, (max_probability(scores) if need_confidence else None)
+
+
+def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
+    """Confidence in [0, 1] -> uint8 round(255 * conf) (|out/255 - conf| <= 0.5/255)."""
+    scaled = np.multiply(confidence, 255.0, dtype=np.float32)
+    np.clip(scaled, 0.0, 255.0, out=scaled)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
+
+
+def palette_lut(palette: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """A (256, 3) uint8 lookup table from K <= 256 RGB colours; ids beyond K are black."""
+    colours = np.asarray(palette)
+    if colours.ndim != 2 or colours.shape[1] != 3 or not 1 <= colours.shape[0] <= MAX_CLASSES:
+        raise ValueError(f"palette must be K x 3 with 1 <= K <= {MAX_CLASSES}, got {colours.shape}")
+    if colours.min() < 0 or colours.max() > 255:
+        raise ValueError("palette colours must be in 0..255")
+    lut = np.zeros((MAX_CLASSES, 3), dtype=np.uint8)
+    lut[:colours.shape[0]] = colours
+    return lut
+
+
+def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+    """Class ids (uint8 H x W) -> H x W x 3 RGB uint8 via the palette."""
+    if mask.dtype != np.uint8 or mask.ndim != 2:
+        raise ValueError(f"mask must be uint8 H x W, got {mask.dtype} {mask.shape}")
+    # One OpenCV LUT per channel, then interleave: ~10x faster than numpy fancy indexing.
+    lut = palette_lut(palette)
+    mask = np.ascontiguousarray(mask)
+    return cv2.merge([cv2.LUT(mask, np.ascontiguousarray(lut[:, i])) for i in range(3)])
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]] | np.ndarray,
+            alpha: float = 0.5, void: Sequence[int] = ()) -> np.ndarray:
+    """Blend the colour mask onto the image: (1 - alpha) * rgb + alpha * colour, rounded.
+
+    Pixels of a `void` class keep the image unchanged.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be uint8 H x W x 3, got {rgb.dtype} {rgb.shape}")
+    if rgb.shape[:2] != mask.shape:
+        raise ValueError(f"rgb {rgb.shape[:2]} and mask {mask.shape} sizes differ")
+    colour = colorize(mask, palette)
+    out = cv2.addWeighted(rgb, 1.0 - alpha, colour, alpha, 0.0)
+    if len(void):
+        is_void = np.zeros(MAX_CLASSES, dtype=np.uint8)
+        is_void[np.asarray(void, dtype=np.intp)] = 255
+        cv2.copyTo(np.ascontiguousarray(rgb), cv2.LUT(np.ascontiguousarray(mask), is_void), out)
+    return out

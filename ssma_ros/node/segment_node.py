@@ -1,0 +1,340 @@
+"""segment_node: synchronised rgb + aux in; mask, confidence, overlay and semantic cloud out.
+
+ROS glue only: every computation lives in a pure module (codec, sync, segmenter, outputs, cloud,
+health). Threads: the executor runs the short subscription callbacks, which only hand the
+newest rgb/aux pair to a one-slot mailbox; one worker thread takes the newest pair, runs the
+model and publishes. A slow model therefore drops frames (counted) instead of queueing them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
+
+from ssma_ros.bundle import load_bundle
+from ssma_ros.data.encodings import CameraIntrinsics, depth_to_metres
+from ssma_ros.node import cloud, outputs
+from ssma_ros.node.codec import ImageFormatError, make_converter, to_rgb8
+from ssma_ros.node.health import AuxMonitor, Health, Throttle
+from ssma_ros.node.latest import LatestSlot
+from ssma_ros.node.params import NodeParams, declare_parameters
+from ssma_ros.node.segmenter import Segmenter, default_bundle_path
+from ssma_ros.node.sync import create_sync, stamp_ns
+from ssma_ros.runtime import load_backend
+
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+DEPTH_ENCODINGS = ("16UC1", "32FC1")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the worker serves: an rgb message and its aux partner (None = RGB alone)."""
+
+    rgb: Image
+    aux: Image | None
+
+
+def _label_info_type():
+    """vision_msgs/LabelInfo where installed (every Nav2 setup); None on a pip-only machine."""
+    try:
+        from vision_msgs.msg import LabelInfo, VisionClass
+    except ImportError:
+        return None
+    return LabelInfo, VisionClass
+
+
+class SegmentNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("ssma_segmentation", **kwargs)
+        self.params: NodeParams = declare_parameters(self)
+        self.health = Health()
+        self.aux_monitor = AuxMonitor(self.params.aux_timeout, time.monotonic())
+        self.throttle = Throttle(self.params.warn_throttle)
+        self.converter = make_converter(self.params.image_codec)
+        self._camera: tuple[CameraIntrinsics, int, int] | None = None  # K and the size it is for
+        self._last_stamp = -1
+        self.segmenter: Segmenter | None = None
+        self.configure()
+
+        out_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
+        self.pubs = {
+            "mask": self.create_publisher(Image, "~/mask", out_qos),
+            "confidence": self.create_publisher(Image, "~/confidence", out_qos),
+            "confidence_float": self.create_publisher(Image, "~/confidence_float", out_qos),
+            "overlay": self.create_publisher(Image, "~/overlay", out_qos),
+            "cloud": self.create_publisher(PointCloud2, "~/cloud", out_qos),
+        }
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._publish_labels()
+
+        in_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
+        self.slot = LatestSlot()
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+        if self.segmenter.uses_aux:
+            self.sync = create_sync(
+                self, [(Image, "rgb"), (Image, "aux")], self._on_pair, queue_size=self.params.queue_size,
+                slop_s=self.params.slop, qos_profile=in_qos, prefer=self.params.sync,
+                on_message=self._on_input)
+            self.get_logger().info(f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)")
+        else:
+            self.sync = None
+            self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
+
+        self._running = True
+        self.worker = threading.Thread(target=self._serve, name="ssma_worker", daemon=True)
+        self.worker.start()
+        self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
+
+    # -- model lifecycle (configure/cleanup, so a lifecycle wrapper stays a thin layer) --------
+
+    def configure(self) -> None:
+        """Load the bundle and start its backend; logs what runs where and why."""
+        path = self.params.bundle or str(default_bundle_path())
+        bundle = load_bundle(path)
+        backend, reason = load_backend(bundle, self.params.backend, self.params.device, self.params.precision,
+                                       logger=self.get_logger(), threads=self.params.cpu_threads)
+        self.segmenter = Segmenter(bundle, backend)
+        aux = self.segmenter.aux_modality or "none (RGB-only model)"
+        self.get_logger().info(
+            f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input {bundle.height}x"
+            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]: {reason}")
+
+    def cleanup(self) -> None:
+        """Free the model (and its GPU memory)."""
+        if self.segmenter is not None:
+            self.segmenter.close()
+            self.segmenter = None
+
+    def destroy_node(self) -> None:
+        self._running = False
+        self.slot.close()
+        if self.worker.is_alive():
+            self.worker.join(timeout=5.0)
+        self.cleanup()
+        super().destroy_node()
+
+    # -- inputs (executor threads: keep short) ------------------------------------------------
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self._camera = (CameraIntrinsics.from_k(msg.k), msg.width, msg.height)
+        except ValueError as exc:
+            self._bad("bad_camera_info", f"ignoring camera_info: {exc}")
+
+    def _on_input(self, index: int, msg: Image) -> None:
+        """Every rgb (index 0) and aux (index 1) message, before pairing: tracks aux health."""
+        now = time.monotonic()
+        if index == 1:
+            event = self.aux_monitor.seen(now)
+            if event is not None:
+                self.get_logger().info(f"aux stream is back after {event.silent_for:.1f} s: fused rgb+aux again")
+            return
+        if self.sync is None:
+            self._hand_over(Frame(msg, None), "pairs_in")
+            return
+        event = self.aux_monitor.check(now)
+        if event is not None:
+            self._warning(
+                f"no aux message for {event.silent_for:.1f} s: "
+                + ("serving RGB alone until it returns" if self.params.rgb_only_fallback else "waiting for it"))
+        if self.params.rgb_only_fallback and self.aux_monitor.stalled:
+            self._hand_over(Frame(msg, None), "rgb_only_in")
+
+    def _on_pair(self, rgb: Image, aux: Image) -> None:
+        self._hand_over(Frame(rgb, aux), "pairs_in")
+
+    def _hand_over(self, frame: Frame, counter: str) -> None:
+        self.health.count(counter)
+        if self.slot.put(frame):
+            self.health.count("dropped_stale")
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        while self._running:
+            frame = self.slot.take(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as exc:  # a model failure must not end the node; count and say it
+                self._bad("inference_errors", f"frame skipped: {type(exc).__name__}: {exc}")
+
+    def _wanted(self) -> dict[str, bool]:
+        return {name: pub.get_subscription_count() > 0 for name, pub in self.pubs.items()}
+
+    def _process(self, frame: Frame) -> None:
+        wanted = self._wanted()
+        if not any(wanted.values()):
+            return  # nobody listens: do no work
+        stamp = stamp_ns(frame.rgb)
+        if stamp <= self._last_stamp:
+            self._bad("out_of_order", "dropping a frame not newer than the last one served (stamps out of order)")
+            return
+        decoded = self._decode(frame)
+        if decoded is None:
+            return
+        rgb, aux, aux_encoding = decoded
+        self._last_stamp = stamp
+        height, width = rgb.shape[:2]
+        camera = self._intrinsics(width, height)
+        started = time.perf_counter()
+        logits = self.segmenter.logits(rgb, aux, aux_encoding, camera)
+        inference = time.perf_counter() - started
+
+        need_mask = wanted["mask"] or wanted["overlay"] or wanted["cloud"]
+        need_conf = wanted["confidence"] or wanted["confidence_float"]
+        mask, conf = outputs.postprocess(logits, (height, width), need_confidence=need_conf)
+        header = frame.rgb.header
+        if wanted["mask"]:
+            self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
+        if wanted["confidence"]:
+            self.pubs["confidence"].publish(
+                self.converter.numpy_to_image(outputs.confidence_to_mono8(conf), "mono8", header))
+        if wanted["confidence_float"]:
+            self.pubs["confidence_float"].publish(self.converter.numpy_to_image(conf, "32FC1", header))
+        if wanted["overlay"]:
+            bundle = self.segmenter.bundle
+            image = outputs.overlay(rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices)
+            self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
+        if wanted["cloud"] and need_mask:
+            self._publish_cloud(header, frame, aux, aux_encoding, camera, mask, rgb)
+        now_ros = self.get_clock().now().nanoseconds
+        self.health.frame_done(time.monotonic(), (now_ros - stamp) / 1e9, inference)
+
+    def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
+        """Messages -> (rgb uint8 HxWx3, raw aux or None, aux encoding); None if unusable."""
+        try:
+            rgb = to_rgb8(self.converter.image_to_numpy(frame.rgb), frame.rgb.encoding)
+        except ImageFormatError as exc:
+            self._bad("bad_image" if "encoding" not in str(exc) else "bad_encoding", f"rgb: {exc}")
+            return None
+        if frame.aux is None:
+            return rgb, None, None
+        encoding = frame.aux.encoding
+        if encoding not in self.segmenter.aux_encodings:
+            self._bad("bad_encoding", f"aux encoding {encoding!r} cannot feed a {self.segmenter.aux_modality} "
+                                      f"model; expected one of {list(self.segmenter.aux_encodings)}")
+            return None
+        try:
+            aux = self.converter.image_to_numpy(frame.aux)
+        except ImageFormatError as exc:
+            self._bad("bad_image", f"aux: {exc}")
+            return None
+        if aux.shape[:2] != rgb.shape[:2]:
+            self._bad("size_mismatch", f"rgb is {rgb.shape[1]}x{rgb.shape[0]} but aux is {aux.shape[1]}x"
+                                       f"{aux.shape[0]}: publish aux registered to the rgb camera "
+                                       "(e.g. aligned depth)")
+            return None
+        if encoding in DEPTH_ENCODINGS and not np.isfinite(depth_to_metres(aux, encoding)).any():
+            self._bad("aux_all_invalid", "depth frame has no valid pixel: serving this frame from RGB alone")
+            return rgb, None, None
+        return rgb, aux, encoding
+
+    def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
+        if self._camera is None:
+            return None
+        k, cam_width, cam_height = self._camera
+        if (cam_width, cam_height) in ((width, height), (0, 0)):
+            return k
+        return k.scaled(width / cam_width, height / cam_height)
+
+    def _publish_cloud(self, header, frame: Frame, aux, aux_encoding, camera, mask, rgb) -> None:
+        if aux is None or aux_encoding not in DEPTH_ENCODINGS:
+            return  # a cloud needs depth: none this frame (RGB-only service or an IR model)
+        if camera is None:
+            self._bad("no_camera_info", "no camera_info received yet: ~/cloud needs it")
+            return
+        depth_m = depth_to_metres(aux, aux_encoding)
+        self.pubs["cloud"].publish(cloud.semantic_cloud(header, depth_m, camera, mask, rgb))
+
+    # -- outputs that are not per frame -------------------------------------------------------
+
+    def _publish_labels(self) -> None:
+        bundle = self.segmenter.bundle
+        names = {
+            "classes": list(bundle.classes),
+            "palette": [list(c) for c in bundle.palette],
+            "void": list(bundle.void_indices),
+        }
+        self.class_names_pub = self.create_publisher(String, "~/class_names", LATCHED)
+        self.class_names_pub.publish(String(data=json.dumps(names)))
+        types = _label_info_type()
+        if types is not None:
+            label_info_type, vision_class_type = types
+            self.label_info_pub = self.create_publisher(label_info_type, "~/label_info", LATCHED)
+            msg = label_info_type()
+            msg.class_map = [vision_class_type(class_id=i, class_name=n) for i, n in enumerate(bundle.classes)]
+            self.label_info_pub.publish(msg)
+
+    def _publish_diagnostics(self) -> None:
+        report = self.health.report(time.monotonic())
+        backend = self.segmenter.backend if self.segmenter is not None else None
+        aux_ok = self.sync is None or not self.aux_monitor.stalled
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  hardware_id=backend.device if backend else "")
+        problems = sum(report[k] for k in ("bad_encoding", "bad_image", "size_mismatch", "inference_errors"))
+        if not aux_ok:
+            status.level, status.message = DiagnosticStatus.WARN, "aux stream stalled: serving RGB only"
+        elif problems:
+            status.level, status.message = DiagnosticStatus.WARN, f"{problems} bad inputs or failures so far"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "ok"
+        values = {
+            "backend": backend.name if backend else "none",
+            "device": backend.device if backend else "",
+            "precision": backend.precision if backend else "",
+            "aux": "stalled (rgb only)" if not aux_ok else ("ok" if self.sync else "not used"),
+            **{k: (f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in report.items()},
+        }
+        if self.sync is not None:
+            stats = self.sync.stats()
+            values["sync"] = self.sync.backend
+            values["sync_matched"] = str(stats.matched)
+            if stats.evicted is not None:
+                values["sync_unmatched_dropped"] = str(sum(stats.evicted))
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(msg)
+
+    # -- logging ------------------------------------------------------------------------------
+
+    def _bad(self, counter: str, message: str) -> None:
+        """Count a bad input or failure; warn about it at most once per warn_throttle seconds."""
+        self.health.count(counter)
+        if self.throttle.ready(counter, time.monotonic()):
+            self._warning(f"{message} [{counter}: {self.health.counts()[counter]} so far]")
+
+    def _warning(self, message: str) -> None:
+        logger = self.get_logger()
+        (getattr(logger, "warning", None) or logger.warn)(message)  # Humble's rclpy has only warn()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmentNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C: fall through to a clean shutdown
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

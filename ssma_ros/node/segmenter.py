@@ -1,0 +1,74 @@
+"""Bundle + backend + the shared preprocessing: numpy frames in, logits out. No ROS here."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ssma_ros.bundle import Bundle
+from ssma_ros.data.encodings import CameraIntrinsics
+from ssma_ros.data.preprocess import Preprocess
+from ssma_ros.runtime.base import Backend
+
+
+def default_bundle_path() -> Path:
+    """The default bundle as installed: colcon's share/ folder, a pip prefix, or this checkout."""
+    candidates = []
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            candidates.append(Path(get_package_share_directory("ssma_ros")) / "models" / "default")
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    candidates.append(Path(sys.prefix) / "share" / "ssma_ros" / "models" / "default")
+    candidates.append(Path(__file__).resolve().parents[2] / "models" / "default")
+    for candidate in candidates:
+        if (candidate / "bundle.json").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "no default model bundle found (looked in " + ", ".join(map(str, candidates)) +
+        "); set the 'bundle' parameter to a bundle folder made with ssma-export")
+
+
+class Segmenter:
+    """Runs one bundle: encodes frames exactly as in training, then calls the backend."""
+
+    def __init__(self, bundle: Bundle, backend: Backend) -> None:
+        self.bundle = bundle
+        self.backend = backend
+        self.preprocess = Preprocess.from_dict(bundle.preprocess)
+        names = [spec.name for spec in bundle.inputs]
+        self.uses_aux = "aux" in names
+        if not self.uses_aux and names != ["rgb"]:
+            raise ValueError(f"bundle {bundle.name}: inputs {names} are neither ['rgb'] nor ['rgb', 'aux']")
+
+    @property
+    def aux_modality(self) -> str | None:
+        """'depth', 'ir', ... as the model was trained, or None for an RGB-only model."""
+        spec = self.preprocess.aux_spec
+        return spec.modality if (self.uses_aux and spec is not None) else None
+
+    @property
+    def aux_encodings(self) -> tuple[str, ...]:
+        """The sensor_msgs encodings the aux input may arrive in."""
+        spec = self.preprocess.aux_spec
+        return spec.sensor_encodings if (self.uses_aux and spec is not None) else ()
+
+    def logits(self, rgb: np.ndarray, aux: np.ndarray | None = None, aux_encoding: str | None = None,
+               camera: CameraIntrinsics | None = None) -> np.ndarray:
+        """rgb: uint8 H x W x 3 RGB; aux: the raw sensor array (None = serve RGB alone)."""
+        inputs = {"rgb": self.preprocess.rgb(rgb)}
+        if self.uses_aux:
+            if aux is None:
+                inputs["aux"] = self.preprocess.blank_aux()
+            else:
+                inputs["aux"] = self.preprocess.aux(aux, aux_encoding, camera, rgb)
+        return self.backend.infer(inputs)
+
+    def close(self) -> None:
+        self.backend.close()

@@ -1,0 +1,319 @@
+"""segment_node over a real DDS: publish rgb/aux/camera_info, spin, receive every output.
+
+Each test starts the node in its own namespace inside this run's own ROS domain (conftest.py),
+with a probe node that plays the camera and listens to the outputs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import yaml
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import String
+
+from ssma_ros.data.synthetic import CLASSES, SyntheticScenes
+from ssma_ros.node.cloud import cloud_to_numpy
+from ssma_ros.node.codec import image_to_numpy, numpy_to_image
+from ssma_ros.node.params import NodeParams
+from ssma_ros.node.segment_node import SegmentNode
+
+ROOT = Path(__file__).resolve().parents[1]
+H, W = 48, 64  # camera size; the bundle's network input is 64x80, so frames are resized both ways
+_namespaces = itertools.count()
+OUTPUTS = {"mask": Image, "confidence": Image, "confidence_float": Image, "overlay": Image, "cloud": PointCloud2}
+
+
+def _frame(index: int):
+    return SyntheticScenes(H, W, seed=3).sample(index)
+
+
+def _depth_msg(depth_m: np.ndarray, encoding: str, header) -> Image:
+    if encoding == "16UC1":
+        mm = np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0).astype(np.uint16)
+        return numpy_to_image(mm, "16UC1", header)
+    return numpy_to_image(depth_m.astype(np.float32), "32FC1", header)
+
+
+def _rgb_msg(rgb: np.ndarray, encoding: str, header) -> Image:
+    return numpy_to_image(np.ascontiguousarray(rgb[:, :, ::-1]) if encoding == "bgr8" else rgb, encoding, header)
+
+
+class Harness:
+    """The node under test plus a probe node, spun by one executor in a background thread."""
+
+    def __init__(self, context, bundle: Path, subscribe=tuple(OUTPUTS), **params) -> None:
+        self.ns = f"/t{next(_namespaces)}"
+        overrides = [Parameter("bundle", value=str(bundle)), Parameter("backend", value="onnxruntime"),
+                     *(Parameter(k, value=v) for k, v in params.items())]
+        self.node = SegmentNode(context=context, namespace=self.ns, parameter_overrides=overrides)
+        self.probe = rclpy.create_node("probe", context=context, namespace=self.ns)
+        self.received: dict[str, list] = {name: [] for name in OUTPUTS}
+        self.diagnostics: list[DiagnosticArray] = []
+        self.class_names: list[String] = []
+        self.lock = threading.RLock()
+        base = f"{self.ns}/ssma_segmentation"
+        for name in subscribe:
+            self.probe.create_subscription(OUTPUTS[name], f"{base}/{name}", self._keep(name), qos_profile_sensor_data)
+        self.probe.create_subscription(DiagnosticArray, "/diagnostics", self._keep_diag, 10)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.probe.create_subscription(String, f"{base}/class_names", self.class_names.append, latched)
+        self.rgb_pub = self.probe.create_publisher(Image, "rgb", 10)
+        self.aux_pub = self.probe.create_publisher(Image, "aux", 10)
+        self.info_pub = self.probe.create_publisher(CameraInfo, "camera_info", 10)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.probe)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        self.wait(lambda: all(self.probe.count_subscribers(f"{base}/{n}") or n not in subscribe for n in OUTPUTS)
+                  and self.node.count_publishers(f"{self.ns}/rgb") > 0, "discovery")
+
+    def _keep(self, name):
+        def keep(msg):
+            with self.lock:
+                self.received[name].append(msg)
+        return keep
+
+    def _keep_diag(self, msg: DiagnosticArray) -> None:
+        if any(s.name.startswith(f"{self.ns}/ssma_segmentation") for s in msg.status):
+            with self.lock:
+                self.diagnostics.append(msg)
+
+    def stamp(self, seconds: float):
+        return rclpy.time.Time(seconds=seconds).to_msg()
+
+    def camera_info(self, sample, header) -> CameraInfo:
+        cam = sample.camera
+        msg = CameraInfo(header=header, width=W, height=H)
+        msg.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
+        return msg
+
+    def send(self, sample, t: float, rgb_enc="rgb8", aux_enc="16UC1", aux: Image | None = None, rgb=None):
+        header = Image().header
+        header.stamp, header.frame_id = self.stamp(t), "camera_color_optical_frame"
+        self.info_pub.publish(self.camera_info(sample, header))
+        self.rgb_pub.publish(rgb if rgb is not None else _rgb_msg(sample.rgb, rgb_enc, header))
+        if aux_enc is not None:
+            self.aux_pub.publish(aux if aux is not None else _depth_msg(sample.depth, aux_enc, header))
+        return header
+
+    def wait(self, predicate, what: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate():
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def by_stamp(self, name: str, stamp) -> list:
+        with self.lock:
+            return [m for m in self.received[name] if m.header.stamp == stamp]
+
+    def last_report(self) -> dict[str, str]:
+        with self.lock:
+            status = [s for s in self.diagnostics[-1].status if s.name.startswith(f"{self.ns}/ssma_segmentation")][0]
+        return {"level": status.level, "message": status.message, **{kv.key: kv.value for kv in status.values}}
+
+    def report_after(self, seconds: float) -> dict[str, str]:
+        """A diagnostics report published after `seconds` from now."""
+        with self.lock:
+            n = len(self.diagnostics)
+        time.sleep(seconds)
+        self.wait(lambda: len(self.diagnostics) > n, "a fresh /diagnostics message", timeout=5)
+        return self.last_report()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=2)
+        self.node.destroy_node()
+        self.probe.destroy_node()
+
+
+@pytest.fixture
+def harness_factory(ros_context, tiny_bundle):
+    made = []
+
+    def make(**kwargs):
+        made.append(Harness(ros_context, tiny_bundle, **kwargs))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.close()
+
+
+def test_every_output_for_each_input_encoding(harness_factory):
+    h = harness_factory()
+    num_classes = len(CLASSES)
+    for i, (rgb_enc, aux_enc) in enumerate(itertools.product(("rgb8", "bgr8"), ("16UC1", "32FC1"))):
+        sample = _frame(i)
+        header = h.send(sample, t=100.0 + i, rgb_enc=rgb_enc, aux_enc=aux_enc)
+        h.wait(lambda: all(h.by_stamp(n, header.stamp) for n in OUTPUTS), f"all outputs for {rgb_enc}+{aux_enc}")
+        msgs = {n: h.by_stamp(n, header.stamp)[0] for n in OUTPUTS}
+        for name, enc in (("mask", "mono8"), ("confidence", "mono8"), ("confidence_float", "32FC1"),
+                          ("overlay", "rgb8")):
+            m = msgs[name]
+            assert (m.encoding, m.height, m.width) == (enc, H, W), name
+            assert m.header.frame_id == "camera_color_optical_frame"
+        mask = image_to_numpy(msgs["mask"])
+        assert mask.max() < num_classes
+        conf8 = image_to_numpy(msgs["confidence"]).astype(np.float32) / 255.0
+        conf = image_to_numpy(msgs["confidence_float"])
+        assert np.all((conf >= 1.0 / num_classes - 1e-6) & (conf <= 1.0))
+        assert np.max(np.abs(conf8 - conf)) <= 0.5 / 255 + 1e-6
+        # The cloud is organised and pixel-aligned: point (v, u) is pixel (v, u) of the depth.
+        c = msgs["cloud"]
+        assert (c.height, c.width, c.header.frame_id) == (H, W, "camera_color_optical_frame")
+        points = cloud_to_numpy(c)
+        np.testing.assert_array_equal(points["label"], mask)
+        depth = sample.depth if aux_enc == "32FC1" else np.round(sample.depth * 1000) / 1000
+        valid = np.isfinite(depth) & (depth > 0)
+        np.testing.assert_allclose(points["z"][valid], depth[valid], rtol=1e-6)
+        assert np.isnan(points["z"][~valid]).all()
+        v, u = np.argwhere(valid)[len(np.argwhere(valid)) // 2]
+        cam = sample.camera
+        assert points["x"][v, u] == pytest.approx((u - cam.cx) * depth[v, u] / cam.fx, rel=1e-5)
+        assert points["y"][v, u] == pytest.approx((v - cam.cy) * depth[v, u] / cam.fy, rel=1e-5)
+    h.wait(lambda: h.class_names, "latched class names")
+    assert json.loads(h.class_names[0].data)["classes"] == list(CLASSES)
+
+
+def test_only_subscribed_outputs_are_computed(harness_factory):
+    h = harness_factory(subscribe=("mask",))
+    sample = _frame(0)
+    header = h.send(sample, t=200.0)
+    h.wait(lambda: h.by_stamp("mask", header.stamp), "the mask")
+    time.sleep(0.3)
+    assert not any(h.received[n] for n in OUTPUTS if n != "mask")
+    assert h.node.pubs["overlay"].get_subscription_count() == 0
+
+
+def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
+    h = harness_factory(warn_throttle=60.0)
+    sample = _frame(1)
+    header = Image().header
+    header.stamp = h.stamp(300.0)
+    bad = {
+        "bad_encoding": _rgb_msg(sample.rgb, "rgb8", header),  # an rgb8 image on the depth topic
+        "size_mismatch": numpy_to_image(np.zeros((H // 2, W // 2), np.uint16), "16UC1", header),
+        "bad_image": Image(header=header, height=H, width=W, encoding="16UC1", step=2 * W, data=bytes(10)),
+        "aux_all_invalid": numpy_to_image(np.full((H, W), np.nan, np.float32), "32FC1", header),
+    }
+    t = 300.0
+    for counter, aux in bad.items():
+        t += 1.0
+        aux.header.stamp = h.stamp(t)
+        h.send(sample, t=t, aux=aux)
+        h.wait(lambda: h.node.health.counts()[counter] >= 1, counter)
+    # An all-NaN depth frame is still segmented, from RGB alone.
+    assert h.by_stamp("mask", h.stamp(t))
+    # Stamps out of order: a frame older than one already served is dropped.
+    h.send(sample, t=t - 10.0)
+    h.wait(lambda: h.node.health.counts()["out_of_order"] >= 1, "out_of_order")
+    # A truncated rgb image.
+    header.stamp = h.stamp(t + 1)
+    h.send(sample, t=t + 1, rgb=Image(header=header, height=H, width=W, encoding="rgb8", step=3 * W, data=bytes(7)))
+    h.wait(lambda: h.node.health.counts()["bad_image"] >= 2, "truncated rgb")
+    # And the node still serves good frames.
+    good = h.send(sample, t=t + 2)
+    h.wait(lambda: h.by_stamp("mask", good.stamp), "a good frame after the bad ones")
+    report = h.report_after(0.0)
+    assert int(report["bad_encoding"]) >= 1 and int(report["size_mismatch"]) >= 1
+    assert report["level"] == bytes([1])  # WARN while bad inputs have been seen
+
+
+def test_rgb_only_fallback_when_aux_stalls_and_recovery(harness_factory):
+    h = harness_factory(aux_timeout=0.3, diagnostics_period=0.2)
+    sample = _frame(2)
+    t = 400.0
+    for _ in range(3):
+        t += 0.1
+        h.send(sample, t=t)
+        time.sleep(0.1)
+    assert h.report_after(0.3)["aux"] == "ok"
+    for _ in range(10):  # aux stops: rgb only for 1 s
+        t += 0.1
+        h.send(sample, t=t, aux_enc=None)
+        time.sleep(0.1)
+    h.wait(lambda: h.node.health.counts()["rgb_only_in"] > 0, "rgb-only frames")
+    stalled = h.last_report()
+    assert stalled["aux"].startswith("stalled") and stalled["level"] == bytes([1])
+    rgb_only_stamp = h.stamp(t)
+    h.wait(lambda: h.by_stamp("mask", rgb_only_stamp), "a mask served from RGB alone")
+    for _ in range(4):  # aux is back
+        t += 0.1
+        h.send(sample, t=t)
+        time.sleep(0.1)
+    recovered = h.report_after(0.3)
+    assert recovered["aux"] == "ok" and recovered["level"] == bytes([0])
+
+
+def test_flood_keeps_memory_bounded(harness_factory):
+    h = harness_factory(queue_size=5)
+    sample = _frame(3)
+    header = Image().header
+    rgb = _rgb_msg(sample.rgb, "rgb8", header)
+    aux = _depth_msg(sample.depth, "16UC1", header)
+    t0, sent = 500.0, 0
+    start = time.monotonic()
+    while time.monotonic() - start < 2.0:  # 200 Hz for 2 s, aux jittered by 1 ms
+        t = t0 + sent / 200.0
+        rgb.header.stamp, aux.header.stamp = h.stamp(t), h.stamp(t + 0.001)
+        h.rgb_pub.publish(rgb)
+        h.aux_pub.publish(aux)
+        sent += 1
+        assert max(h.node.sync.synchronizer.queue_lengths()) <= 5
+        time.sleep(0.005)
+    counts = h.report_after(0.5)
+    assert int(counts["dropped_stale"]) > 0, "a 200 Hz flood must overrun a CPU model and drop frames"
+    assert int(counts["frames_out"]) > 0
+    assert h.node.worker.is_alive()
+
+
+def test_parameter_file_matches_declarations():
+    declared = {f.name: f.default for f in NodeParams.__dataclass_fields__.values()}
+    on_file = yaml.safe_load((ROOT / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    assert on_file == declared
+
+
+def test_bad_parameter_is_refused(ros_context, tiny_bundle):
+    with pytest.raises(ValueError, match="backend"):
+        SegmentNode(context=ros_context, parameter_overrides=[Parameter("bundle", value=str(tiny_bundle)),
+                                                              Parameter("backend", value="cuda-magic")])
+
+
+def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
+    """The installed executable: starts with a parameter file, logs what it serves, exits 0 on Ctrl-C."""
+    cmd = [sys.executable, "-m", "ssma_ros.node.segment_node", "--ros-args",
+           "--params-file", str(ROOT / "config" / "segment.yaml"),
+           "-p", f"bundle:={tiny_bundle}", "-p", "backend:=onnxruntime", "-r", "__ns:=/entry"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "serving tiny" in line or not line:
+            break
+    assert any("serving tiny" in line and "onnxruntime" in line for line in lines), "".join(lines)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, "".join(lines) + out
+    assert "Traceback" not in out
