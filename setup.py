@@ -43,6 +43,8 @@ setup(
             "ssma-train = ssma_ros.train.cli:main",
             "ssma-export = ssma_ros.export.bundle_cli:main",
             "ssma-build-engine = ssma_ros.export.tensorrt:main",
+            "ssma-prune = ssma_ros.compress.cli:main",
+            "ssma-demo = ssma_ros.demo:main",
         ],
     },
 )

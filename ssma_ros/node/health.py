@@ -90,17 +90,19 @@ class Health:
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._latency = deque(maxlen=latency_window)  # seconds, stamp-to-publish
         self._inference = deque(maxlen=latency_window)  # seconds in backend.infer
+        self._process = deque(maxlen=latency_window)  # seconds the worker spent on the frame
         self._published = deque(maxlen=latency_window)  # monotonic publish times
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n  # KeyError for a misspelt counter: caught by the tests
 
-    def frame_done(self, now: float, latency: float, inference: float) -> None:
+    def frame_done(self, now: float, latency: float, inference: float, process: float) -> None:
         with self._lock:
             self._counts["frames_out"] += 1
             self._latency.append(latency)
             self._inference.append(inference)
+            self._process.append(process)
             self._published.append(now)
 
     def counts(self) -> dict[str, int]:
@@ -108,13 +110,15 @@ class Health:
             return dict(self._counts)
 
     def report(self, now: float) -> dict[str, float | int]:
-        """Counters plus output rate and p50/p95 latencies (ms) over the recent window."""
+        """Counters, output rate, and p50/p95 (ms) over the recent window of: latency (input stamp
+        to publish), inference (the backend call) and process (all the worker did for a frame)."""
         with self._lock:
             out: dict[str, float | int] = dict(self._counts)
             recent = [t for t in self._published if now - t <= 5.0]
             span = (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
             out["output_rate_hz"] = (len(recent) - 1) / span if span > 0 else 0.0
-            for name, values in (("latency", self._latency), ("inference", self._inference)):
+            series = (("latency", self._latency), ("inference", self._inference), ("process", self._process))
+            for name, values in series:
                 if values:
                     p50, p95 = np.percentile(np.fromiter(values, float), [50, 95]) * 1000.0
                     out[f"{name}_p50_ms"], out[f"{name}_p95_ms"] = float(p50), float(p95)

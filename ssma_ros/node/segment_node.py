@@ -62,7 +62,7 @@ class SegmentNode(Node):
         self.aux_monitor = AuxMonitor(self.params.aux_timeout, time.monotonic())
         self.throttle = Throttle(self.params.warn_throttle)
         self.converter = make_converter(self.params.image_codec)
-        self._camera: tuple[CameraIntrinsics, int, int] | None = None  # K and the size it is for
+        self._camera_info: CameraInfo | None = None  # the newest one
         self._last_stamp = -1
         self.segmenter: Segmenter | None = None
         self.configure()
@@ -102,13 +102,13 @@ class SegmentNode(Node):
         """Load the bundle and start its backend; logs what runs where and why."""
         path = self.params.bundle or str(default_bundle_path())
         bundle = load_bundle(path)
-        backend, reason = load_backend(bundle, self.params.backend, self.params.device, self.params.precision,
+        backend, _ = load_backend(bundle, self.params.backend, self.params.device, self.params.precision,
                                        logger=self.get_logger(), threads=self.params.cpu_threads)
         self.segmenter = Segmenter(bundle, backend)
         aux = self.segmenter.aux_modality or "none (RGB-only model)"
         self.get_logger().info(
             f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input {bundle.height}x"
-            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]: {reason}")
+            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]")
 
     def cleanup(self) -> None:
         """Free the model (and its GPU memory)."""
@@ -127,10 +127,7 @@ class SegmentNode(Node):
     # -- inputs (executor threads: keep short) ------------------------------------------------
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        try:
-            self._camera = (CameraIntrinsics.from_k(msg.k), msg.width, msg.height)
-        except ValueError as exc:
-            self._bad("bad_camera_info", f"ignoring camera_info: {exc}")
+        self._camera_info = msg
 
     def _on_input(self, index: int, msg: Image) -> None:
         """Every rgb (index 0) and aux (index 1) message, before pairing: tracks aux health."""
@@ -182,6 +179,7 @@ class SegmentNode(Node):
         if stamp <= self._last_stamp:
             self._bad("out_of_order", "dropping a frame not newer than the last one served (stamps out of order)")
             return
+        started = time.perf_counter()
         decoded = self._decode(frame)
         if decoded is None:
             return
@@ -189,9 +187,10 @@ class SegmentNode(Node):
         self._last_stamp = stamp
         height, width = rgb.shape[:2]
         camera = self._intrinsics(width, height)
-        started = time.perf_counter()
-        logits = self.segmenter.logits(rgb, aux, aux_encoding, camera)
-        inference = time.perf_counter() - started
+        inputs = self.segmenter.inputs(rgb, aux, aux_encoding, camera)
+        inference_start = time.perf_counter()
+        logits = self.segmenter.infer(inputs)
+        inference = time.perf_counter() - inference_start
 
         need_mask = wanted["mask"] or wanted["overlay"] or wanted["cloud"]
         need_conf = wanted["confidence"] or wanted["confidence_float"]
@@ -211,7 +210,7 @@ class SegmentNode(Node):
         if wanted["cloud"] and need_mask:
             self._publish_cloud(header, frame, aux, aux_encoding, camera, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
-        self.health.frame_done(time.monotonic(), (now_ros - stamp) / 1e9, inference)
+        self.health.frame_done(time.monotonic(), (now_ros - stamp) / 1e9, inference, time.perf_counter() - started)
 
     def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
         """Messages -> (rgb uint8 HxWx3, raw aux or None, aux encoding); None if unusable."""
@@ -243,12 +242,14 @@ class SegmentNode(Node):
         return rgb, aux, encoding
 
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
-        if self._camera is None:
+        """The newest camera_info's K, scaled to the image size; None if there is none (usable)."""
+        if self._camera_info is None:
             return None
-        k, cam_width, cam_height = self._camera
-        if (cam_width, cam_height) in ((width, height), (0, 0)):
-            return k
-        return k.scaled(width / cam_width, height / cam_height)
+        try:
+            return cloud.intrinsics_from_camera_info(self._camera_info, width, height)
+        except ValueError as exc:
+            self._bad("bad_camera_info", f"ignoring camera_info: {exc}")
+            return None
 
     def _publish_cloud(self, header, frame: Frame, aux, aux_encoding, camera, mask, rgb) -> None:
         if aux is None or aux_encoding not in DEPTH_ENCODINGS:

@@ -59,15 +59,20 @@ class Segmenter:
         spec = self.preprocess.aux_spec
         return spec.sensor_encodings if (self.uses_aux and spec is not None) else ()
 
-    def logits(self, rgb: np.ndarray, aux: np.ndarray | None = None, aux_encoding: str | None = None,
-               camera: CameraIntrinsics | None = None) -> np.ndarray:
-        """rgb: uint8 H x W x 3 RGB; aux: the raw sensor array (None = serve RGB alone)."""
+    def inputs(self, rgb: np.ndarray, aux: np.ndarray | None = None, aux_encoding: str | None = None,
+               camera: CameraIntrinsics | None = None) -> dict[str, np.ndarray]:
+        """Network inputs for rgb (uint8 H x W x 3 RGB) and aux (the raw sensor array; None =
+        serve RGB alone), encoded and normalised exactly as in training."""
         inputs = {"rgb": self.preprocess.rgb(rgb)}
         if self.uses_aux:
             if aux is None:
                 inputs["aux"] = self.preprocess.blank_aux()
             else:
                 inputs["aux"] = self.preprocess.aux(aux, aux_encoding, camera, rgb)
+        return inputs
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Logits (1, C, h, w) at the network resolution."""
         return self.backend.infer(inputs)
 
     def close(self) -> None:

@@ -49,20 +49,21 @@ class AugmentConfig:
 
 
 def random_matrix(rng: np.random.Generator, in_hw: tuple[int, int], out_hw: tuple[int, int],
-                  cfg: AugmentConfig) -> np.ndarray:
+                  cfg: AugmentConfig, stretch: bool = True) -> np.ndarray:
     """2x3 affine map input -> output: stretch to out_hw (the identity when, as in training, the
-    images are already at network size), then random scale, skew, rotation and flip about the
-    centre, then a random crop offset (or placement, when zoomed out)."""
+    images are already at network size; stretch=False keeps the input's pixel scale, so out_hw
+    is a crop window), then random scale, skew, rotation and flip about the centre, then a
+    random crop offset (or placement, when zoomed out)."""
     (ih, iw), (oh, ow) = in_hw, out_hw
     s = rng.uniform(*cfg.scale)
     theta = math.radians(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
     shear = rng.uniform(-cfg.skew, cfg.skew)
     flip = -1.0 if cfg.flip and rng.random() < 0.5 else 1.0
-    stretch = np.diag([ow / iw, oh / ih])
+    fit = np.array([ow / iw, oh / ih]) if stretch else np.ones(2)
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    a = s * rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([flip, 1.0]) @ stretch
+    a = s * rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag([flip, 1.0]) @ np.diag(fit)
     # Random translation over the slack between the zoomed image and the output window.
-    slack = np.abs(np.array([ow, oh]) * (s - 1.0)) / 2.0
+    slack = np.abs(np.array([iw, ih]) * fit * s - np.array([ow, oh])) / 2.0
     shift = rng.uniform(-slack, slack)
     c_in = np.array([(iw - 1) / 2.0, (ih - 1) / 2.0])
     c_out = np.array([(ow - 1) / 2.0, (oh - 1) / 2.0])

@@ -42,6 +42,10 @@ class DataSection:
     source: str = "synthetic"
     root: str | None = None  # dataset folder (not used by "synthetic")
     size: tuple[int, int] = (64, 80)  # network input (height, width), multiples of 16
+    # Training only: a random (height, width) window, multiples of 16, cut at the pixel scale of
+    # the frames encoded at `size` (the network is fully convolutional); evaluation always sees
+    # whole frames at `size`. None = train on whole frames.
+    crop: tuple[int, int] | None = None
     # The aux modality (data/preprocess: depth | infrared | nir | depth_gray); None = the
     # source's own (synthetic: depth; "infrared" there is its thermal channel).
     aux: str | None = None
@@ -53,6 +57,10 @@ class DataSection:
     eval_conditions: tuple[str, ...] = ("clear", "fog", "night")
     strength: tuple[float, float] = (0.5, 1.0)  # range of adverse-condition strength in training
     train_samples: int = 2000  # synthetic: size of the training index range
+    # Synthetic: an .npz of the training frames, rendered once (each scene under the condition it
+    # draws in epoch 0) and reused while its recipe matches; None = render every sample, so a
+    # scene's condition changes between epochs.
+    cache: str | None = None
     # Synthetic: frames per evaluation condition. Readers: at most this many evaluation frames,
     # evenly spread over the evaluation split (0 = all).
     val_samples: int = 64
@@ -164,6 +172,13 @@ def check(cfg: TrainConfig) -> None:
     h, w = d.size
     if h <= 0 or w <= 0 or h % 16 or w % 16:
         raise ConfigError(f"data.size {list(d.size)}: height and width must be positive multiples of 16")
+    if d.crop is not None:
+        ch, cw = d.crop
+        if ch <= 0 or cw <= 0 or ch % 16 or cw % 16 or ch > h or cw > w:
+            raise ConfigError(f"data.crop {list(d.crop)}: height and width must be positive multiples "
+                              f"of 16 and fit in data.size {list(d.size)}")
+    if d.cache is not None and d.source != "synthetic":
+        raise ConfigError(f"data.cache: only synthetic frames are cached; {d.source!r} reads files already")
     if d.source == "synthetic":
         if d.aux is not None:
             _one_of("data.aux", d.aux, ("depth", "infrared"))

@@ -3,7 +3,8 @@ encoded and normalised by `data.preprocess.Preprocess` (the same code the ROS no
 augmented as in the paper, with modality dropout.
 
 Per sample: raw frame -> Preprocess.encode_rgb / encode_aux / label (uint8 at network size)
--> geometric augmentation on all three, photometric on RGB (train only, `augment.py`)
+-> geometric augmentation on all three, cut to the training crop if one is set, photometric on
+RGB (train only, `augment.py`)
 -> Preprocess.normalise_rgb / normalise_aux -> modality dropout (train only) -> tensors.
 
 Randomness (condition mix, augmentation, dropout) is drawn from a generator seeded by
@@ -12,8 +13,11 @@ Randomness (condition mix, augmentation, dropout) is drawn from a generator seed
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..data import synthetic
+from ..data.encodings import CameraIntrinsics
 from ..data.preprocess import AuxSpec, Preprocess
 from .augment import AugmentConfig, photometric, random_matrix, warp
 from .config import ModalityDropoutSection, TrainConfig
@@ -38,6 +43,10 @@ class FrameSource(Protocol):
     def __len__(self) -> int: ...
 
     def frame(self, index: int, epoch: int) -> Frame: ...
+
+
+#: Geometry of a crop without augmentation: a random window at the frame's own scale.
+CROP_ONLY = AugmentConfig(scale=(1.0, 1.0), rotation_deg=0.0, skew=0.0, flip=False)
 
 
 class FixedFrames:
@@ -75,20 +84,27 @@ class SegDataset(Dataset):
     """Frames of a `FrameSource`, encoded, augmented (train) and normalised.
 
     Item `key` is sample `key % len` in epoch `key // len` (see `dist.TrainBatches`); it returns
-    {"rgb": float32 (3, H, W), "aux": float32 (3, H, W), "label": int64 (H, W), "index": int}."""
+    {"rgb": float32 (3, H, W), "aux": float32 (3, H, W), "label": int64 (H, W), "index": int},
+    (H, W) the preprocess size or, with `crop`, a random window of that size's frames."""
 
     def __init__(self, source: FrameSource, preprocess: Preprocess, seed: int = 0,
                  augment: AugmentConfig | None = None, dropout: ModalityDropoutSection | None = None,
-                 blank: str | None = None) -> None:
+                 blank: str | None = None, crop: tuple[int, int] | None = None) -> None:
         if blank not in (None, "rgb", "aux"):
             raise ValueError(f"blank must be None, 'rgb' or 'aux', got {blank!r}")
+        if crop is not None and not (0 < crop[0] <= preprocess.height and 0 < crop[1] <= preprocess.width):
+            raise ValueError(f"crop {tuple(crop)} does not fit in frames of {preprocess.height}x{preprocess.width}")
         self.source = source
         self.preprocess = preprocess
         self.seed = seed
         self.augment = augment if augment is not None and augment.enabled else None
         self.dropout = dropout
         self.blank = blank  # an evaluation set without one modality (sensor failure)
-        self._blank = {"aux": preprocess.blank_aux(1)[0], "rgb": blank_rgb(preprocess)[0]}
+        self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
+        # Normalisation checks the image size; a crop is normalised as a frame of its own size.
+        self._normalise = preprocess if crop is None else dataclasses.replace(
+            preprocess, height=self.crop[0], width=self.crop[1])
+        self._blank = {"aux": self._normalise.blank_aux(1)[0], "rgb": blank_rgb(self._normalise)[0]}
 
     def __len__(self) -> int:
         return len(self.source)
@@ -105,12 +121,14 @@ class SegDataset(Dataset):
         epoch, index = divmod(key, len(self))
         rng = np.random.default_rng([self.seed, epoch, index])
         rgb, aux, label = self.encode(self.source.frame(index, epoch))
-        if self.augment is not None:
+        if self.augment is not None or self.crop is not None:
             hw = label.shape
-            matrix = random_matrix(rng, hw, hw, self.augment)
-            rgb = warp(rgb, matrix, hw, nearest=False, fill=0)
-            aux = warp(aux, matrix, hw, nearest=True, fill=0)  # black = "no data" in every encoding
-            label = warp(label, matrix, hw, nearest=True, fill=0)  # void
+            out = self.crop or hw
+            matrix = random_matrix(rng, hw, out, self.augment or CROP_ONLY, stretch=self.crop is None)
+            rgb = warp(rgb, matrix, out, nearest=False, fill=0)
+            aux = warp(aux, matrix, out, nearest=True, fill=0)  # black = "no data" in every encoding
+            label = warp(label, matrix, out, nearest=True, fill=0)  # void
+        if self.augment is not None:
             rgb = photometric(rgb, rng, self.augment)
         return rgb, aux, label, rng
 
@@ -120,7 +138,7 @@ class SegDataset(Dataset):
     def _tensors(self, rgb: np.ndarray, aux: np.ndarray, label: np.ndarray, rng: np.random.Generator,
                  index: int) -> dict[str, Any]:
         """Normalise, apply modality dropout (or this set's fixed blanking), convert to tensors."""
-        sample = {"rgb": self.preprocess.normalise_rgb(rgb)[0], "aux": self.preprocess.normalise_aux(aux)[0]}
+        sample = {"rgb": self._normalise.normalise_rgb(rgb)[0], "aux": self._normalise.normalise_aux(aux)[0]}
         drop = self.blank
         if self.dropout is not None:
             u = rng.random()
@@ -188,6 +206,63 @@ class SyntheticMix:
                 "name": f"synthetic/train/{scene:07d}/{condition}"}
 
 
+class CachedFrames:
+    """A FrameSource holding every frame of `source` (as drawn in epoch 0) in memory, rendered
+    once and kept in the .npz `path`. The file stores `recipe` (what made the frames); a file
+    with another recipe is rendered again, so a changed config never trains on stale frames.
+    Frames must share one shape and aux encoding (true of one synthetic generator)."""
+
+    VERSION = 1
+
+    def __init__(self, source: FrameSource, path: str | Path, recipe: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.recipe = repr(sorted({**recipe, "cache_version": self.VERSION}.items()))
+        if not self._load():
+            self._render(source)
+
+    def _load(self) -> bool:
+        if not self.path.exists():
+            return False
+        with np.load(self.path, allow_pickle=False) as data:
+            if str(data["recipe"]) != self.recipe:
+                return False
+            self.arrays = {k: data[k] for k in ("rgb", "aux", "label", "camera", "name")}
+            self.aux_encoding = str(data["aux_encoding"])
+        return True
+
+    def _render(self, source: FrameSource) -> None:
+        frames = [source.frame(i, 0) for i in range(len(source))]
+        encodings = {f["aux_encoding"] for f in frames}
+        if len(encodings) != 1:
+            raise ValueError(f"cannot cache frames of several aux encodings {sorted(encodings)}")
+        self.aux_encoding = encodings.pop()
+        nan = (np.nan,) * 4
+        self.arrays = {
+            "rgb": np.stack([f["rgb"] for f in frames]),
+            "aux": np.stack([f["aux"] for f in frames]),
+            "label": np.stack([f["label"] for f in frames]),
+            "camera": np.array([nan if f.get("camera") is None else
+                                (f["camera"].fx, f["camera"].fy, f["camera"].cx, f["camera"].cy)
+                                for f in frames], np.float64),
+            "name": np.array([f["name"] for f in frames]),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename: a reader (another rank, a crash) never sees half a file.
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, recipe=np.array(self.recipe), aux_encoding=np.array(self.aux_encoding), **self.arrays)
+        os.replace(tmp, self.path)
+
+    def __len__(self) -> int:
+        return len(self.arrays["label"])
+
+    def frame(self, index: int, epoch: int) -> Frame:
+        a = self.arrays
+        k = a["camera"][index]
+        return {"rgb": a["rgb"][index], "aux": a["aux"][index], "aux_encoding": self.aux_encoding,
+                "label": a["label"][index], "camera": None if np.isnan(k).any() else CameraIntrinsics(*map(float, k)),
+                "name": str(a["name"][index])}
+
+
 # -- building the datasets of a config --------------------------------------------------------
 
 
@@ -210,7 +285,8 @@ def _preprocess(cfg: TrainConfig, modality: str, defaults: dict[str, Any]) -> Pr
 def _datasets(cfg: TrainConfig, train: FrameSource, evals: dict[str, FrameSource],
               preprocess: Preprocess) -> tuple[SegDataset, dict[str, SegDataset]]:
     fused = cfg.model.arch != "adapnet"
-    train_set = SegDataset(train, preprocess, cfg.seed, cfg.augment, cfg.modality_dropout if fused else None)
+    train_set = SegDataset(train, preprocess, cfg.seed, cfg.augment, cfg.modality_dropout if fused else None,
+                           crop=cfg.data.crop)
     eval_sets = {name: SegDataset(src, preprocess) for name, src in evals.items()}
     if cfg.eval.no_aux and fused:
         first, source = next(iter(evals.items()))
@@ -224,8 +300,14 @@ def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], Dat
     generator_aux = "thermal" if modality == "infrared" else "depth"
     h, w = d.size
     scenes = synthetic.SyntheticScenes(h, w, seed=d.scene_seed)
-    train = SyntheticMix(scenes, synthetic.SPLITS["train"], d.train_samples, d.train_conditions,
-                         d.strength, generator_aux)
+    train: FrameSource = SyntheticMix(scenes, synthetic.SPLITS["train"], d.train_samples,
+                                      d.train_conditions, d.strength, generator_aux)
+    if d.cache is not None:
+        train = CachedFrames(train, d.cache, {
+            "size": list(d.size), "scene_seed": d.scene_seed, "train_samples": d.train_samples,
+            # In order: the order of the shares drives each scene's draw.
+            "train_conditions": list(d.train_conditions.items()), "strength": list(d.strength),
+            "aux": generator_aux})
     evals: dict[str, FrameSource] = {
         c: FixedFrames(synthetic.SyntheticDataset("val", d.val_samples, h, w, d.scene_seed, generator_aux,
                                                   conditions=(c,), strength=1.0))

@@ -1,0 +1,103 @@
+"""Data and fine-tuning for pruning: the training recipe of the checkpoint being pruned.
+
+The pruned model is fine-tuned on the same data stream as it was trained on (the checkpoint's
+own training config: synthetic mix or dataset reader, augmentation, modality dropout), with the
+same loss (main + auxiliary heads), Adam and poly decay, every parameter trainable. Evaluation
+frames are encoded once and kept in memory, since every pruning step evaluates them again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..model.loss import SegLoss
+from ..train.config import TrainConfig, from_dict
+from ..train.data import DataInfo, SegDataset, build_datasets
+from ..train.dist import TrainBatches
+from ..train.metrics import SegMetrics
+from ..train.optim import PolyLR, build_optimizer
+from ..train.trainer import evaluate
+from .prune import Batch
+
+
+class CachedSet(Dataset):
+    """The items of a dataset, computed once (evaluation frames do not change between steps)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.items = [dataset[i] for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+class Recipe:
+    """Training and evaluation data of a checkpoint's training config (its `train_config` meta),
+    with `overrides` ("data.val_samples=32", ...) applied."""
+
+    def __init__(self, train_config: Mapping[str, Any], overrides: Sequence[str] = ()) -> None:
+        self.cfg: TrainConfig = from_dict(dict(train_config), list(overrides))
+        train_set, eval_sets, info = build_datasets(self.cfg)
+        self.train_set: SegDataset = train_set
+        self.info: DataInfo = info
+        self.eval_sets = {name: CachedSet(ds) for name, ds in eval_sets.items()}
+        self.loss_fn = SegLoss(void_index=info.void_index)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.info.classes)
+
+    def batches(self, input_names: Sequence[str], batch_size: int, start: int) -> Iterator[Batch]:
+        """Endless training batches (inputs in the order of `input_names`, label), beginning
+        `start` batches into the stream of this config's seed, so that later calls continue
+        it instead of repeating it."""
+        sampler = TrainBatches(len(self.train_set), batch_size, 0, 1, self.cfg.seed, start=start)
+        loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
+                            generator=torch.Generator().manual_seed(self.cfg.seed))
+        for batch in loader:
+            yield tuple(batch[name] for name in input_names), batch["label"]
+
+    def evaluate(self, model: nn.Module) -> dict[str, SegMetrics]:
+        """Metrics of `model` on every evaluation set (the model's modes are restored)."""
+        device = next(model.parameters()).device
+        return {name: evaluate(model, DataLoader(ds, batch_size=self.cfg.eval.batch_size), self.num_classes,
+                               device, self.info.void_index)
+                for name, ds in self.eval_sets.items()}
+
+
+def finetune(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module, iterations: int,
+             lr: float, power: float = 0.9) -> list[float]:
+    """Train every parameter of `model` for `iterations` steps of Adam with poly decay from `lr`
+    (a fresh optimizer: pruning replaced the parameter tensors). Returns the losses."""
+    if iterations <= 0:
+        return []
+    for p in model.parameters():
+        p.requires_grad_(True)
+    optimizer = build_optimizer([(list(model.parameters()), lr)])
+    scheduler = PolyLR(optimizer, iterations, power)
+    was_training = model.training
+    model.train()
+    losses = []
+    try:
+        for _ in range(iterations):
+            inputs, label = next(batches)
+            loss = loss_fn(model(*inputs), label)
+            if not math.isfinite(float(loss)):
+                raise FloatingPointError(f"fine-tuning loss is {float(loss)}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+    finally:
+        model.train(was_training)
+        model.zero_grad(set_to_none=True)
+    return losses

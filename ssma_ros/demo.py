@@ -1,0 +1,314 @@
+"""ssma-demo: the segmentation node live on a synthetic RGB-D camera, scored against ground truth.
+
+Three parts talk over DDS exactly as on a robot: `segment_node` runs as its own process (the
+command `ros2 run` would start); this process plays the camera (rgb8 + 16UC1 depth +
+camera_info from the synthetic scene generator) and the listener (scores each mask against the
+generator's labels, measures latency). It ends with a summary and a picture strip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+NAMESPACE = "/demo"
+NODE = f"{NAMESPACE}/ssma_segmentation"
+FRAME_ID = "camera_color_optical_frame"
+PHASES = ("before drop", "depth dropped", "after drop")
+
+
+@dataclass
+class Scored:
+    """What the listener learnt from the node's outputs, per phase of the run."""
+
+    num_classes: int
+    latencies: list[float] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    confusion: dict[str, np.ndarray] = field(default_factory=dict)
+    frames: dict[str, int] = field(default_factory=dict)
+    kept: list[dict] = field(default_factory=list)  # a few frames for the picture
+
+    def add(self, phase: str, mask: np.ndarray, label: np.ndarray) -> None:
+        from ssma_ros.train.metrics import confusion_matrix
+        import torch
+
+        cm = confusion_matrix(torch.from_numpy(mask), torch.from_numpy(label), self.num_classes).numpy()
+        self.confusion[phase] = self.confusion.get(phase, 0) + cm
+        self.frames[phase] = self.frames.get(phase, 0) + 1
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ssma-demo", description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=20.0, help="seconds of camera stream (default 20)")
+    p.add_argument("--rate", type=float, default=10.0, help="camera frame rate in Hz (default 10)")
+    p.add_argument("--condition", default="clear", help="clear | fog | night | glare | rain")
+    p.add_argument("--strength", type=float, default=1.0, help="strength of the condition, 0..1")
+    p.add_argument("--size", default="480x640", help="camera resolution HxW (default 480x640)")
+    p.add_argument("--backend", default="auto", help="auto | tensorrt | onnxruntime | torch")
+    p.add_argument("--bundle", default="", help="model bundle folder (default: the shipped default model)")
+    p.add_argument("--drop-depth", action="store_true",
+                   help="stop the depth stream from 40%% to 70%% of the run to show RGB-only fallback")
+    p.add_argument("--seed", type=int, default=7, help="scene seed (the default model never saw it)")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the summary and picture")
+    return p.parse_args(argv)
+
+
+def start_node(args, out: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ssma_ros.node.segment_node", "--ros-args",
+           "-r", f"__ns:={NAMESPACE}", "-r", f"rgb:={NAMESPACE}/camera/color/image_raw",
+           "-r", f"aux:={NAMESPACE}/camera/aligned_depth_to_color/image_raw",
+           "-r", f"camera_info:={NAMESPACE}/camera/color/camera_info",
+           "-p", f"backend:={args.backend}", "-p", "aux_timeout:=0.5",
+           "-p", "diagnostics_period:=0.5"]
+    if args.bundle:
+        cmd += ["-p", f"bundle:={Path(args.bundle).resolve()}"]
+    log = open(out / "node.log", "w")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+
+
+def depth_jet(depth: np.ndarray) -> np.ndarray:
+    import matplotlib
+
+    rgba = matplotlib.colormaps["turbo"](np.clip(np.nan_to_num(depth, nan=0.0) / 30.0, 0, 1))
+    rgb = (rgba[..., :3] * 255).astype(np.uint8)
+    rgb[~np.isfinite(depth)] = 0
+    return rgb
+
+
+def save_strip(kept: list[dict], classes, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ("RGB", "depth", "overlay", "confidence")
+    fig, axes = plt.subplots(len(kept), 4, figsize=(13, 2.6 * len(kept)), squeeze=False)
+    for row, frame in zip(axes, kept):
+        for ax, name in zip(row, columns):
+            image = frame[name]
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_xticks([]), ax.set_yticks([])
+        row[0].set_ylabel(f"{frame['phase']}\nt={frame['t']:.1f} s", fontsize=9)
+    for ax, name in zip(axes[0], columns):
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def run(args) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from tqdm import tqdm
+
+    from ssma_ros.data.synthetic import CLASSES, SyntheticScenes
+    from ssma_ros.node.codec import image_to_numpy, numpy_to_image
+    from ssma_ros.train.metrics import scores
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    node_proc = start_node(args, out)
+
+    # Pre-render a loop of frames so the camera keeps its rate whatever the CPU is doing.
+    scenes = SyntheticScenes(height, width, seed=args.seed)
+    n_frames = int(min(40, max(1, args.rate * args.duration)))
+    frames = [scenes.sample(10_000 + i, args.condition, args.strength) for i in range(n_frames)]
+
+    rclpy.init()
+    node = rclpy.create_node("ssma_demo", namespace=NAMESPACE)
+    pub_rgb = node.create_publisher(Image, "camera/color/image_raw", qos_profile_sensor_data)
+    pub_depth = node.create_publisher(Image, "camera/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
+    pub_info = node.create_publisher(CameraInfo, "camera/color/camera_info", qos_profile_sensor_data)
+    truth: OrderedDict[int, tuple[int, str, float]] = OrderedDict()  # stamp -> (frame, phase, t); bounded
+    scored = Scored(len(CLASSES))
+    overlays: dict[int, np.ndarray] = {}
+    lock = threading.Lock()
+    diagnostics: dict[str, str] = {}
+    start = [0.0]
+
+    def on_mask(msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        with lock:
+            entry = truth.get(stamp)
+            if entry is None:
+                return
+            index, phase, t = entry
+            scored.latencies.append(time.time() - stamp / 1e9)
+            scored.arrivals.append(time.monotonic())
+            mask = image_to_numpy(msg)
+            scored.add(phase, mask, frames[index].label)
+
+    def on_overlay(msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        with lock:
+            overlays[stamp] = image_to_numpy(msg)
+            while len(overlays) > 8:
+                overlays.pop(next(iter(overlays)))
+
+    keep_at = (0.2, 0.5, 0.6, 0.85)  # fractions of the run: before, during (2x) and after a depth drop
+
+    def on_confidence(msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        with lock:
+            entry, overlay = truth.get(stamp), overlays.get(stamp)
+            if entry is None or overlay is None or len(scored.kept) == len(keep_at):
+                return
+            index, phase, t = entry
+            if t >= keep_at[len(scored.kept)] * args.duration:
+                f = frames[index]
+                scored.kept.append({"RGB": f.rgb, "depth": depth_jet(f.depth), "overlay": overlay,
+                                    "confidence": image_to_numpy(msg), "phase": phase, "t": t})
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name.startswith(NODE):
+                with lock:
+                    diagnostics.update({kv.key: kv.value for kv in status.values})
+                    diagnostics["message"] = status.message
+
+    node.create_subscription(Image, "ssma_segmentation/mask", on_mask, qos_profile_sensor_data)
+    node.create_subscription(Image, "ssma_segmentation/overlay", on_overlay, qos_profile_sensor_data)
+    node.create_subscription(Image, "ssma_segmentation/confidence", on_confidence, qos_profile_sensor_data)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        # The node starts by loading its model; wait until it subscribes to the camera.
+        deadline = time.monotonic() + 120
+        while node.count_subscribers(pub_rgb.topic_name) == 0:
+            if node_proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("segment_node did not start; its log:\n" + (out / "node.log").read_text())
+            time.sleep(0.1)
+        print(f"ssma-demo: node up; streaming {n_frames} distinct {args.condition} frames at {args.rate:g} Hz "
+              f"({width}x{height}) for {args.duration:g} s")
+        rgb_only_before = None
+        start[0] = time.monotonic()
+        period = 1.0 / args.rate
+        sent = 0
+        with tqdm(total=int(args.duration * args.rate), unit="frame", desc="ssma-demo", mininterval=1.0) as bar:
+            while (t := time.monotonic() - start[0]) < args.duration:
+                phase = PHASES[0]
+                if args.drop_depth:
+                    phase = PHASES[1] if 0.4 <= t / args.duration < 0.7 else (PHASES[2] if t / args.duration >= 0.7
+                                                                            else PHASES[0])
+                    if phase == PHASES[1] and rgb_only_before is None:
+                        with lock:
+                            rgb_only_before = int(diagnostics.get("rgb_only_in", 0))
+                index = sent % n_frames
+                frame = frames[index]
+                stamp = node.get_clock().now()
+                header = Image().header
+                header.stamp, header.frame_id = stamp.to_msg(), FRAME_ID
+                with lock:
+                    truth[stamp.nanoseconds] = (index, phase, t)
+                    while len(truth) > 200:
+                        truth.popitem(last=False)
+                info = CameraInfo(header=header, width=width, height=height)
+                cam = frame.camera
+                info.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
+                pub_info.publish(info)
+                pub_rgb.publish(numpy_to_image(frame.rgb, "rgb8", header))
+                if phase != PHASES[1]:
+                    depth_mm = np.where(np.isfinite(frame.depth), np.round(frame.depth * 1000), 0).astype(np.uint16)
+                    pub_depth.publish(numpy_to_image(depth_mm, "16UC1", header))
+                sent += 1
+                with lock:
+                    done = sum(scored.frames.values())
+                    miou = scores(sum(scored.confusion.values())).miou if scored.confusion else float("nan")
+                bar.set_postfix(masks=done, mIoU=f"{100 * miou:.1f}")
+                bar.update(1)
+                time.sleep(max(0.0, start[0] + sent * period - time.monotonic()))
+        time.sleep(1.0)  # let the last frames and a diagnostics message arrive
+    finally:
+        executor.shutdown(timeout_sec=2)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        if node_proc.poll() is None:
+            node_proc.send_signal(signal.SIGINT)
+            try:
+                node_proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                node_proc.kill()
+
+    with lock:
+        total = sum(scored.confusion.values()) if scored.confusion else np.zeros((1, 1))
+        lat = np.array(scored.latencies) * 1000.0
+        arrivals = np.array(scored.arrivals)
+        summary = {
+            "condition": f"{args.condition} (strength {args.strength:g})",
+            "camera": f"{width}x{height} at {args.rate:g} Hz",
+            "frames_sent": sent,
+            "masks_received": int(len(scored.latencies)),
+            "output_rate_hz": float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0])) if len(arrivals) > 1 else 0.0,
+            "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+            "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+            "miou": 100 * scores(total).miou if scored.confusion else float("nan"),
+            "miou_by_phase": {p: 100 * scores(cm).miou for p, cm in scored.confusion.items()},
+            "frames_by_phase": dict(scored.frames),
+            "node": {k: diagnostics.get(k) for k in ("backend", "device", "precision", "aux", "rgb_only_in",
+                                                     "pairs_in", "frames_out", "dropped_stale",
+                                                     "inference_p50_ms", "process_p50_ms")},
+        }
+        if args.drop_depth:
+            summary["rgb_only_frames_during_drop"] = int(diagnostics.get("rgb_only_in", 0)) - (rgb_only_before or 0)
+        kept = list(scored.kept)
+    strip = out / "demo_strip.png"
+    if kept:
+        save_strip(kept, CLASSES, strip)
+        summary["picture"] = str(strip)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def print_summary(s: dict) -> None:
+    node = s["node"]
+    print("\n==== ssma-demo summary ====")
+    print(f"camera        {s['camera']}, condition {s['condition']}")
+    print(f"backend       {node['backend']} on {node['device']} [{node['precision']}]")
+    print(f"frames        {s['frames_sent']} sent, {s['masks_received']} masks received "
+          f"({s['output_rate_hz']:.1f} Hz out); node dropped {node['dropped_stale']} stale pairs")
+    print(f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms "
+          f"(node: inference p50 {node['inference_p50_ms']} ms, whole frame p50 {node['process_p50_ms']} ms)")
+    print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
+    if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
+        for phase in PHASES:
+            if phase in s["miou_by_phase"]:
+                print(f"  {phase:14s} mIoU {s['miou_by_phase'][phase]:.1f} % over {s['frames_by_phase'][phase]} frames")
+        print(f"fallback      {s.get('rgb_only_frames_during_drop', 0)} frames served from RGB alone while depth "
+              f"was off; aux state at the end: {node['aux']}")
+    if "picture" in s:
+        print(f"picture       {s['picture']}")
+    print(f"details       {Path(s.get('picture', 'demo_out/x')).parent / 'summary.json'}, node log beside it")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    try:
+        summary = run(args)
+    except RuntimeError as exc:
+        print(f"ssma-demo: {exc}", file=sys.stderr)
+        return 1
+    print_summary(summary)
+    return 0 if summary["masks_received"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
