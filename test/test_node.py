@@ -317,3 +317,9 @@ def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, "".join(lines) + out
     assert "Traceback" not in out
+
+
+def test_readme_documents_every_parameter():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in NodeParams.__dataclass_fields__ if f"| `{name}` |" not in readme]
+    assert not missing, f"README parameter table lacks {missing}"

@@ -18,6 +18,7 @@ class NodeParams:
     backend: str = field(default="auto", metadata={"help": "auto | tensorrt | onnxruntime | torch"})
     device: str = field(default="cuda:0", metadata={"help": "GPU for tensorrt / torch-cuda / onnxruntime-cuda; falls back to CPU"})
     precision: str = field(default="fp16", metadata={"help": "fp16 | fp32 (GPU backends; the CPU always runs fp32)"})
+    engine_cache_dir: str = field(default="", metadata={"help": "TensorRT engine cache; empty = the bundle's engines/ (must be writable)"})
     cpu_threads: int = field(default=0, metadata={"help": "intra-op threads of CPU backends; 0 = library default"})
     sync: str = field(default="auto", metadata={"help": "auto | message_filters | builtin"})
     image_codec: str = field(default="auto", metadata={"help": "auto | cv_bridge | numpy"})

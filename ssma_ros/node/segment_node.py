@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import rclpy
@@ -103,7 +104,8 @@ class SegmentNode(Node):
         path = self.params.bundle or str(default_bundle_path())
         bundle = load_bundle(path)
         backend, _ = load_backend(bundle, self.params.backend, self.params.device, self.params.precision,
-                                       logger=self.get_logger(), threads=self.params.cpu_threads)
+                                       logger=self.get_logger(), threads=self.params.cpu_threads,
+                                       cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None)
         self.segmenter = Segmenter(bundle, backend)
         aux = self.segmenter.aux_modality or "none (RGB-only model)"
         self.get_logger().info(
