@@ -45,6 +45,7 @@ setup(
             "ssma-build-engine = ssma_ros.export.tensorrt:main",
             "ssma-prune = ssma_ros.compress.cli:main",
             "ssma-demo = ssma_ros.demo:main",
+            "ssma-bench = ssma_ros.bench:main",
         ],
     },
 )

@@ -90,13 +90,14 @@ def finetune(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module, ite
         for _ in range(iterations):
             inputs, label = next(batches)
             loss = loss_fn(model(*inputs), label)
-            if not math.isfinite(float(loss)):
-                raise FloatingPointError(f"fine-tuning loss is {float(loss)}; lower --lr")
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"fine-tuning loss is {value}; lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss.detach()))
+            losses.append(value)
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
