@@ -1,0 +1,64 @@
+"""The shipped default bundle (models/default): contents, size, and accuracy as its card states.
+
+Accuracy runs through the node's own path (load_bundle -> load_backend onnxruntime -> Segmenter
+with the shared Preprocess) on freshly rendered synthetic frames of the test split, which neither
+training nor checkpoint selection ever saw, and must match the check figures of MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from ssma_ros.bundle import load_bundle
+from ssma_ros.data.synthetic import CLASSES
+
+pytest.importorskip("onnxruntime")
+
+from ssma_ros.compress.bundle_eval import evaluate_bundle  # noqa: E402
+
+BUNDLE = Path(__file__).resolve().parents[1] / "models" / "default"
+CARD = BUNDLE / "MODEL_CARD.md"
+MAX_BYTES = 10 * 1024 * 1024
+#: The check frames of the card: test split scenes 2,000,000 .. 2,000,015, clear, at 240x320.
+FIRST, COUNT = 0, 16
+#: mIoU points the check may differ from the card: the frames and weights are fixed, so only
+#: platform numerics (ONNX Runtime kernels, OpenCV resizing, numpy) can move the figure.
+TOLERANCE = 1.5
+
+
+def card_figure(label: str) -> float:
+    """A figure the card states as `check mIoU <label>: NN.N %`."""
+    match = re.search(rf"check mIoU {re.escape(label)}: ([0-9.]+) %", CARD.read_text())
+    assert match, f"{CARD} states no 'check mIoU {label}: NN.N %'"
+    return float(match.group(1))
+
+
+def test_default_bundle_is_complete_small_and_carries_no_training_state() -> None:
+    bundle = load_bundle(BUNDLE)  # validates bundle.json and every file's sha256
+    assert bundle.arch == "ssma" and [s.name for s in bundle.inputs] == ["rgb", "aux"]
+    assert (bundle.height, bundle.width) == (240, 320)
+    assert bundle.classes == CLASSES and bundle.void_indices == (0,)
+    assert bundle.preprocess["aux"]["modality"] == "depth" and bundle.preprocess["aux"]["encoding"] == "jet"
+    total = sum(f.stat().st_size for f in BUNDLE.iterdir() if f.is_file())
+    assert total <= MAX_BYTES, f"default bundle is {total / 2**20:.2f} MiB"
+    assert bundle.checkpoint_path is not None
+    record = torch.load(bundle.checkpoint_path, weights_only=True)
+    assert record["pruned"] is True and "resume" not in record and "optimizer" not in record
+    assert record["pruning"]["step"] >= 1
+    assert CARD.is_file()
+
+
+def test_default_bundle_scores_what_its_card_states() -> None:
+    scores = evaluate_bundle(BUNDLE, split="test", first=FIRST, count=COUNT, conditions=("clear",),
+                             rgb_only=True, threads=1)
+    rgbd = 100 * scores.metrics["clear"].miou
+    rgb_only = 100 * scores.metrics["clear_no_aux"].miou
+    assert abs(rgbd - card_figure("RGB-D")) <= TOLERANCE, f"RGB-D mIoU {rgbd:.2f}"
+    assert abs(rgb_only - card_figure("RGB-only")) <= TOLERANCE, f"RGB-only mIoU {rgb_only:.2f}"
+    # Depth earns its place: blanking it must cost accuracy, and RGB alone must still segment.
+    assert rgb_only < rgbd - 1.0
+    assert rgb_only > 100 / len(CLASSES)

@@ -1,0 +1,211 @@
+"""The five-model experiment: the shipped recipes (fair, same budget, servable SSMA), the runner
+end to end on a 2-iteration budget, the test-set scoring and the paired bootstrap."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ssma_ros.train import experiment
+from ssma_ros.train.config import ConfigError, from_dict
+from ssma_ros.train.data import FixedFrames, SegDataset
+from ssma_ros.train.metrics import scores
+from ssma_ros.train.trainer import evaluate
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT = ROOT / "config" / "experiment" / "experiment.yaml"
+TINY = ["data.size=[48,64]", "data.crop=[32,48]", "data.train_samples=4", "data.val_samples=1",
+        "data.eval_conditions=[clear]", "optim.iterations=2", "optim.batch_size=2",
+        "eval.interval=2", "eval.batch_size=2"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_shipped_recipes_are_fair_and_give_every_fused_model_the_same_budget():
+    exp = experiment.load_experiment(EXPERIMENT)
+    configs = experiment.run_configs(exp)  # runs check_fair
+    assert [r.name for r in exp.runs] == ["rgb", "aux", "early", "late", "ssma"]
+    b = experiment.budgets(configs)
+    assert b["rgb"]["chain_iterations"] == b["aux"]["chain_iterations"] == configs["rgb"].optim.iterations
+    # Fusion from the experts counts their stage-1 iterations; early fusion gets as many from scratch.
+    assert b["ssma"]["chain_iterations"] == configs["rgb"].optim.iterations + configs["ssma"].optim.iterations
+    assert b["early"]["chain_iterations"] == b["late"]["chain_iterations"] == b["ssma"]["chain_iterations"]
+    assert b["ssma"]["samples"] == (2 * configs["rgb"].optim.iterations + configs["ssma"].optim.iterations) * 8
+    ssma = configs["ssma"]
+    # What the ROS node needs from the default model: depth as jet, trained to run on RGB alone.
+    assert (ssma.data.aux, ssma.data.aux_encoding, tuple(ssma.data.size)) == ("depth", "jet", (240, 320))
+    assert ssma.modality_dropout.aux > 0
+    assert ssma.init.rgb == "runs/experiment/rgb/best.pt"
+
+
+def test_check_fair_rejects_runs_that_differ_in_data():
+    base = {"stage": "expert", "model": {"arch": "adapnet", "modalities": ["rgb"]}}
+    a = from_dict(base)
+    b = from_dict({**base, "data": {"crop": [32, 48]}})
+    experiment.check_fair({"a": a, "a2": from_dict(base, ["optim.iterations=7", "output_dir=x"])})
+    with pytest.raises(ConfigError, match="data.crop"):
+        experiment.check_fair({"a": a, "b": b})
+
+
+def test_output_dir_moves_every_path_of_the_experiment(tmp_path):
+    exp = experiment.load_experiment(EXPERIMENT)
+    configs = experiment.run_configs(exp, TINY, tmp_path)
+    assert configs["ssma"].init.aux == str(tmp_path / "aux" / "best.pt")
+    assert configs["late"].output_dir == str(tmp_path / "late")
+    assert configs["rgb"].data.cache == str(tmp_path / "train_frames.npz")
+    with pytest.raises(FileNotFoundError, match="rgb/best.pt"):
+        experiment.run(exp, configs, ["ssma"], tmp_path)
+
+
+def test_bootstrap_margins_are_zero_for_equal_models_and_positive_for_a_better_one():
+    rng = np.random.default_rng(0)
+    n, c = 12, 4
+    truth = rng.integers(50, 100, size=(n, c))
+    perfect = np.stack([np.diag(t) for t in truth])
+    confused = perfect.copy()
+    confused[:, 1, 1] -= 30
+    confused[:, 1, 2] += 30  # every scene: 30 class-1 pixels taken for class 2
+    arrays = {"ref/clear": perfect, "same/clear": perfect.copy(), "worse/clear": confused}
+    m = experiment.bootstrap_margins(arrays, "ref", ["same", "worse"], ["clear"], resamples=200)
+    assert m["same"]["clear"] == {"margin": 0.0, "low": 0.0, "high": 0.0}
+    worse = m["worse"]["clear"]
+    expected = scores(perfect.sum(0)).miou - scores(confused.sum(0)).miou
+    assert worse["margin"] == pytest.approx(expected)
+    assert 0 < worse["low"] <= worse["margin"] <= worse["high"]
+    assert m["worse"]["mean"]["margin"] == pytest.approx(expected)
+
+
+def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
+    spec = yaml.safe_load(EXPERIMENT.read_text())
+    for run in spec["runs"]:
+        run["recipe"] = str(EXPERIMENT.parent / run["recipe"])
+    spec["test"].update(samples=3, conditions=["clear", "night"], bootstrap=20, batch_size=2, example=1)
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out, figures = tmp_path / "out", tmp_path / "figures"
+    argv = ["all", str(path), "--output-dir", str(out), "--figures", str(figures), "--threads", "1"]
+    assert experiment.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
+
+    timings = json.loads((out / experiment.TIMINGS).read_text())
+    assert set(timings) == {"rgb", "aux", "early", "late", "ssma"}
+    assert all(t["wall_s"] > 0 and t["iterations"] == 2 for t in timings.values())
+    results = json.loads((out / experiment.RESULTS).read_text())
+    assert list(results["rows"]) == ["rgb", "aux", "early", "early_no_aux", "late", "late_no_aux",
+                                     "ssma", "ssma_no_aux"]
+    with np.load(out / experiment.CONFUSIONS) as data:
+        for key, row in results["rows"].items():
+            for condition in ("clear", "night"):
+                matrices = data[f"{key}/{condition}"]
+                assert matrices.shape == (3, 10, 10)
+                assert row["conditions"][condition]["miou"] == pytest.approx(scores(matrices.sum(0)).miou)
+                assert data[f"{key}/{condition}/example"].shape == (48, 64)
+    table = (out / experiment.TABLE).read_text()
+    assert "| SSMA, aux blanked |" in table and "SSMA minus" in table
+    for name in ("experiment_miou.png", "experiment_classes.png", "experiment_examples.png"):
+        assert (figures / name).read_bytes()[:8] == PNG
+
+
+def test_score_frames_agrees_with_the_trainers_evaluation(tmp_path):
+    cfg = from_dict({"stage": "fusion", "model": {"arch": "late"}}, TINY)
+    from ssma_ros.data import synthetic
+    from ssma_ros.model.builder import build_model
+    from ssma_ros.train.data import build_datasets
+
+    _, _, info = build_datasets(cfg)
+    frames = list(synthetic.SyntheticDataset("test", 3, 48, 64, conditions=("fog",)))
+    torch.manual_seed(0)
+    model = build_model("late", "lite", 10).eval()
+    matrices, kept = experiment.score_frames(model, frames, info.preprocess, 10, 2, blank="aux", keep=2)
+    loader = torch.utils.data.DataLoader(SegDataset(FixedFrames(frames), info.preprocess, blank="aux"), batch_size=3)
+    reference = evaluate(model, loader, 10, torch.device("cpu"))
+    np.testing.assert_array_equal(matrices.sum(0), reference.confusion)
+    assert kept is not None and kept.shape == (48, 64)
+
+
+# -- the training-data features the experiment relies on: crops at native scale, cached frames --
+
+
+def test_crop_is_a_window_of_the_whole_frame_at_its_own_scale():
+    frames = list(synthetic_frames(2))
+    cfg = from_dict({"stage": "expert", "model": {"arch": "adapnet", "modalities": ["rgb"]}}, TINY)
+    from ssma_ros.train.data import build_datasets
+
+    preprocess = build_datasets(cfg)[2].preprocess
+    whole = SegDataset(FixedFrames(frames), preprocess)
+    cropped = SegDataset(FixedFrames(frames), preprocess, crop=(32, 48))
+    full = whole[1]["label"].numpy()
+    for key in (1, 3, 5):  # frame 1 in epochs 0, 1, 2: different windows
+        window = cropped[key]["label"].numpy()
+        assert window.shape == (32, 48) and cropped[key]["rgb"].shape == (3, 32, 48)
+        hits = [(y, x) for y in range(48 - 32 + 1) for x in range(64 - 48 + 1)
+                if np.array_equal(full[y:y + 32, x:x + 48], window)]
+        assert hits, "the crop is not a window of the frame (rescaled or warped?)"
+
+
+def test_modality_dropout_blanks_a_crop_with_the_blank_image():
+    cfg = from_dict({"stage": "fusion", "model": {"arch": "ssma"}}, TINY + ["modality_dropout.aux=1.0",
+                                                                          "modality_dropout.rgb=0.0"])
+    from ssma_ros.train.data import build_datasets
+
+    train, _, info = build_datasets(cfg)
+    sample = train[0]
+    blank = info.preprocess.blank_aux(1)[0][:, :32, :48]
+    np.testing.assert_array_equal(sample["aux"].numpy(), blank)
+
+
+def test_crop_and_cache_are_validated():
+    base = {"stage": "expert", "model": {"arch": "adapnet", "modalities": ["rgb"]}}
+    with pytest.raises(ConfigError, match="data.crop"):
+        from_dict(base, ["data.size=[48,64]", "data.crop=[40,48]"])
+    with pytest.raises(ConfigError, match="data.crop"):
+        from_dict(base, ["data.size=[48,64]", "data.crop=[64,48]"])
+    with pytest.raises(ConfigError, match="data.cache"):
+        from_dict(base, ["data.source=cityscapes", "data.root=x", "data.cache=x.npz"])
+
+
+class CountingSource:
+    def __init__(self, frames):
+        self.frames, self.calls = frames, 0
+
+    def __len__(self):
+        return len(self.frames)
+
+    def frame(self, index, epoch):
+        self.calls += 1
+        return self.frames[index]
+
+
+def test_cached_frames_render_once_and_again_when_the_recipe_changes(tmp_path):
+    from ssma_ros.train.data import CachedFrames
+
+    source = CountingSource(list(synthetic_frames(3)))
+    path = tmp_path / "frames.npz"
+    first = CachedFrames(source, path, {"size": [48, 64]})
+    assert source.calls == 3 and path.exists()
+    again = CachedFrames(source, path, {"size": [48, 64]})
+    assert source.calls == 3  # loaded, not rendered
+    for i in range(3):
+        a, b = again.frame(i, epoch=5), source.frames[i]
+        np.testing.assert_array_equal(a["rgb"], b["rgb"])
+        np.testing.assert_array_equal(a["aux"], b["aux"])  # NaN where depth is invalid
+        np.testing.assert_array_equal(a["label"], b["label"])
+        assert a["camera"] == b["camera"] and a["aux_encoding"] == b["aux_encoding"] == "32FC1"
+    assert len(first) == 3
+    CachedFrames(source, path, {"size": [48, 80]})
+    assert source.calls == 6
+
+
+def synthetic_frames(n):
+    from ssma_ros.data import synthetic
+
+    return synthetic.SyntheticDataset("train", n, 48, 64, conditions=("clear", "fog"))
