@@ -323,3 +323,22 @@ def test_readme_documents_every_parameter():
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in NodeParams.__dataclass_fields__ if f"| `{name}` |" not in readme]
     assert not missing, f"README parameter table lacks {missing}"
+
+
+def test_default_bundle_is_served_when_no_bundle_is_given(ros_context, monkeypatch):
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)  # a pip install: no ament index
+    node = SegmentNode(context=ros_context, parameter_overrides=[Parameter("backend", value="onnxruntime")])
+    try:
+        assert node.segmenter.bundle.path == ROOT / "models" / "default"
+        assert node.segmenter.uses_aux
+    finally:
+        node.destroy_node()
+
+
+def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
+    cmd = [sys.executable, "-m", "ssma_ros.node.segment_node", "--ros-args", "-p", f"bundle:={tmp_path / 'nope'}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ)
+    assert result.returncode == 1
+    output = result.stdout + result.stderr
+    assert "cannot start" in output and "nope" in output
+    assert "Traceback" not in output

@@ -33,6 +33,7 @@ from ssma_ros.node.params import NodeParams, declare_parameters
 from ssma_ros.node.segmenter import Segmenter, default_bundle_path
 from ssma_ros.node.sync import create_sync, stamp_ns
 from ssma_ros.runtime import load_backend
+from ssma_ros.runtime.base import BackendUnavailable
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 DEPTH_ENCODINGS = ("16UC1", "32FC1")
@@ -66,6 +67,8 @@ class SegmentNode(Node):
         self._camera_info: CameraInfo | None = None  # the newest one
         self._last_stamp = -1
         self.segmenter: Segmenter | None = None
+        self.slot = LatestSlot()
+        self.worker: threading.Thread | None = None
         self.configure()
 
         out_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
@@ -80,7 +83,6 @@ class SegmentNode(Node):
         self._publish_labels()
 
         in_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
-        self.slot = LatestSlot()
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
         if self.segmenter.uses_aux:
             self.sync = create_sync(
@@ -121,7 +123,7 @@ class SegmentNode(Node):
     def destroy_node(self) -> None:
         self._running = False
         self.slot.close()
-        if self.worker.is_alive():
+        if self.worker is not None and self.worker.is_alive():
             self.worker.join(timeout=5.0)
         self.cleanup()
         super().destroy_node()
@@ -333,6 +335,9 @@ def main(args=None) -> None:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C: fall through to a clean shutdown
+    except (OSError, ValueError, BackendUnavailable) as exc:  # no bundle, a bad bundle or parameter, no backend
+        rclpy.logging.get_logger("ssma_segmentation").fatal(f"cannot start: {exc}")
+        raise SystemExit(1) from None
     finally:
         if node is not None:
             node.destroy_node()

@@ -17,14 +17,11 @@ def default_bundle_path() -> Path:
     """The default bundle as installed: colcon's share/ folder, a pip prefix, or this checkout."""
     candidates = []
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        from ament_index_python.packages import get_package_share_directory
 
-        try:
-            candidates.append(Path(get_package_share_directory("ssma_ros")) / "models" / "default")
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
+        candidates.append(Path(get_package_share_directory("ssma_ros")) / "models" / "default")
+    except (ImportError, LookupError, OSError):
+        pass  # not installed by colcon (or no AMENT_PREFIX_PATH): try the pip and source layouts
     candidates.append(Path(sys.prefix) / "share" / "ssma_ros" / "models" / "default")
     candidates.append(Path(__file__).resolve().parents[2] / "models" / "default")
     for candidate in candidates:
