@@ -23,6 +23,11 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "models" / "default"
+PAPER_NOTE = ("Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA TITAN X "
+              "(Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` table.")
+GPU_NOTE = ("No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 and "
+            "onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the paper's 101.95 ms "
+            "(TITAN X Pascal, 768x384).")
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, float]:
@@ -184,7 +189,8 @@ def bench_node(args) -> dict:
 def write_markdown(path: Path, models, node, command: str) -> None:
     lines = ["# Benchmarks", "",
              f"Machine: {machine()}.", "",
-             f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, batch 1).", ""]
+             f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, batch 1).", "",
+             GPU_NOTE if "GPU: none" in machine() else PAPER_NOTE, ""]
     for title, medians in models:
         lines += [f"## {title}", "", "| backend | ms | frames/s | speed vs torch eager |", "|---|---:|---:|---:|"]
         base = medians["torch eager (cpu, fp32)"]

@@ -173,21 +173,26 @@ def test_cli_writes_the_curve_and_a_stripped_checkpoint(tmp_path) -> None:
     out = tmp_path / "prune"
     code = cli.main([str(source), "--out", str(out), "--steps", "1", "--ratio-per-step", "0.3",
                      "--finetune-iters", "1", "--importance-batches", "1", "--latency-runs", "2",
-                     "--max-drop", "100"])
+                     "--final-iters", "2", "--target-reduction", "0.1", "--control"])
     assert code == 0
     with (out / "pruning.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["step"] for r in rows] == ["0", "1"]
+    assert [r["step"] for r in rows] == ["0", "1", "final", "control"]
     params = [int(r["params"]) for r in rows]
-    assert params[1] < 0.8 * params[0]
+    assert params[1] < 0.8 * params[0] and params[2] == params[1] and params[3] == params[0]
     assert all(float(r["latency_ms"]) > 0 and float(r["onnx_max_abs_diff"]) < 1e-4 for r in rows)
+    # The final model is step 1 trained further: same shapes, other weights.
+    step1, final = load_checkpoint(out / "step_1.pt")[0], load_checkpoint(out / "final.pt")[0]
+    weights = [(a, b) for a, b in zip(step1.parameters(), final.parameters())]
+    assert all(a.shape == b.shape for a, b in weights) and any(not torch.equal(a, b) for a, b in weights)
     assert {"miou_clear", "miou_clear_no_aux", "miou_mean"} <= set(rows[0])
     assert (out / "pruning.png").stat().st_size > 10_000
     assert "★" in (out / "pruning.md").read_text()
-    # With a 100-point budget the smallest model wins; it is saved without training state.
+    # The final model is the chosen one, saved without training state.
     record = torch.load(out / "chosen.pt", weights_only=True)
     assert record["pruned"] and "resume" not in record and "confusion" not in record
-    assert record["pruning"]["step"] == 1 and record["classes"] == list(CLASSES)
+    assert record["pruning"]["step"] == 1 and record["pruning"]["final_iterations"] == 2
+    assert record["classes"] == list(CLASSES)
     chosen, meta = load_checkpoint(out / "chosen.pt")
     assert count_params(chosen)[0] == params[1] and set(meta["metrics"]) == {"clear", "clear_no_aux"}
 

@@ -1,9 +1,9 @@
 """Score an exported bundle the way the node serves it, on synthetic frames it never saw.
 
-Path per frame, exactly as in the ROS node: `load_bundle` -> `load_backend` (ONNX Runtime on the
-CPU, fp32) -> `Segmenter.inputs(rgb, aux)` (the shared `Preprocess`: resize, aux encoding,
-normalisation) -> `Segmenter.infer` -> argmax. "RGB only" calls `Segmenter.inputs(rgb)` without aux, so the
-segmenter feeds the blank aux image, as the node does when the aux stream stalls. Labels are
+Path per frame, exactly as in the ROS node: `load_bundle` -> `load_backend` (ONNX Runtime on
+the CPU, fp32) -> `Segmenter.inputs(rgb, aux)` (the shared `Preprocess`: resize, aux encoding,
+normalisation) -> `Segmenter.infer` -> argmax. "RGB only" calls `Segmenter.inputs(rgb)` without
+aux, so the segmenter feeds the blank aux image, as the node does when the aux stream stalls. Labels are
 resized to the network input as in training (nearest), and the metrics are those of training
 (`ConfusionMeter`: void ignored, classes absent from labels and predictions left out).
 

@@ -50,18 +50,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-iters", type=int, default=60, help="fine-tuning iterations after each step")
     p.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch (default: the training config's)")
     p.add_argument("--lr", type=float, default=None,
-                   help="fine-tuning Adam lr, poly-decayed per step (default: 0.1 x the training lr)")
+                   help="fine-tuning Adam lr, poly-decayed per step (default: 0.3 x the training lr)")
     p.add_argument("--importance-batches", type=int, default=4,
                    help="training batches whose gradients give the Taylor importance")
     p.add_argument("--max-ratio", type=float, default=0.75,
                    help="no layer loses more than this share of its initial channels")
     p.add_argument("--local", action="store_true",
                    help="rank channels within each group (same ratio everywhere) instead of globally")
-    p.add_argument("--round-to", type=int, default=8,
-                   help="keep channel counts multiples of this: ONNX Runtime's AVX2 conv kernels work "
-                        "in blocks of 8 channels and GPU tensor cores want multiples of 8 (1 = any count)")
+    p.add_argument("--round-to", type=int, default=4,
+                   help="keep channel counts multiples of this: ONNX Runtime's CPU conv kernels work in "
+                        "channel blocks and run odd counts far slower (1 = any count; 8 suits GPU tensor cores)")
+    p.add_argument("--importance", choices=("taylor-per-parameter", "taylor"), default="taylor-per-parameter",
+                   help="first-order Taylor scores divided by the parameters a channel carries, or plain")
     p.add_argument("--max-drop", type=float, default=1.0,
-                   help="mIoU points (mean over the evaluation sets) the chosen step may lose")
+                   help="without --final-iters: the chosen step is the smallest within this many mIoU "
+                        "points (mean over the evaluation sets) of step 0")
+    p.add_argument("--final-iters", type=int, default=0,
+                   help="fine-tune the first step that reaches --target-reduction this many more "
+                        "iterations; that model is the chosen one")
+    p.add_argument("--target-reduction", type=float, default=0.4,
+                   help="parameter reduction (0..1) the --final-iters model must reach")
+    p.add_argument("--control", action="store_true",
+                   help="also fine-tune the unpruned model with the same batches and schedule as all "
+                        "pruned steps together: separates what pruning costs from what the extra "
+                        "training gains")
     p.add_argument("--latency-size", type=_size, default=None,
                    help="HxW for FLOPs and latency (default: the training input size)")
     p.add_argument("--latency-runs", type=int, default=30, help="timed interleaved rounds")
@@ -106,81 +118,109 @@ def run(args: argparse.Namespace) -> list:
     cfg = recipe.cfg
     height, width = args.latency_size or cfg.data.size
     batch_size = args.batch_size or cfg.optim.batch_size
-    lr = args.lr if args.lr is not None else 0.1 * cfg.optim.lr
+    lr = args.lr if args.lr is not None else 0.3 * cfg.optim.lr
     names = list(model.input_names)
     args.out.mkdir(parents=True, exist_ok=True)
     base_meta = serving_meta(meta)
     # Batches continue the training stream after the checkpoint's last iteration.
     position = int(meta.get("iteration", 0))
+    starts: dict[int, int] = {}  # row -> first batch of its fine-tuning (the control replays them)
 
-    def stream(count: int):
+    def tune(row: int, iterations: int) -> list[float]:
         nonlocal position
-        start, position = position, position + count
-        return recipe.batches(names, batch_size, start)
+        starts[row], position = position, position + iterations
+        return finetune(model, recipe.batches(names, batch_size, starts[row]), recipe.loss_fn, iterations,
+                        lr, cfg.optim.power)
 
     onnx_dir = Path(tempfile.mkdtemp(prefix="ssma-prune-"))
     results: list[report.StepResult] = []
     sample = [torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
               for x in example_inputs(model, height, width)]
 
-    def record(step: int, losses: list[float], started: float) -> None:
+    def record(row: int, losses: list[float], started: float, step: int) -> None:
+        """Evaluate `model` as table row `row` (a step, FINAL or CONTROL) after pruning `step`."""
         metrics = recipe.evaluate(model)
-        cost = model_cost(model, height, width)
-        onnx_path = export_onnx(model, onnx_dir / f"step_{step}.onnx", height, width)
-        diff = onnx_matches_torch(model, onnx_path, sample, atol=1e-4)
         miou = {name: m.miou for name, m in metrics.items()}
-        pruning = {"source": str(args.checkpoint), "step": step, "steps": args.steps,
-                   "ratio_per_step": args.ratio_per_step, "finetune_iterations": args.finetune_iters,
-                   "lr": lr, "batch_size": batch_size, "importance": "GroupTaylorImportance",
-                   "global": not args.local, "max_ratio": args.max_ratio,
-                   "excluded": excluded_layers(model), "params": cost.params}
-        path = args.out / f"step_{step}.pt"
-        save_checkpoint(path, model, pruned=step > 0,
-                        **{**base_meta, "metrics": miou, "pruning": pruning,
-                           **({"stage": "prune"} if step > 0 else {})})
         tail = losses[-10:]
-        results.append(report.StepResult(
-            step=step, channels_removed=step * args.ratio_per_step if step else 0.0, params=cost.params,
-            flops=cost.flops, miou=miou, onnx_max_diff=diff,
-            finetune_loss=sum(tail) / len(tail) if tail else float("nan"), checkpoint=str(path)))
-        _log(f"step {step}: {cost.params:,} params, {cost.flops / 1e9:.3f} GFLOPs, "
+        loss = sum(tail) / len(tail) if tail else float("nan")
+        label = report.row_label(row)
+        if row == report.CONTROL:  # step 0's network: nothing new to export or save
+            base = results[0]
+            results.append(report.StepResult(row, 0.0, base.params, base.flops, miou, base.onnx_max_diff,
+                                             loss, checkpoint=base.checkpoint))
+        else:
+            cost = model_cost(model, height, width)
+            onnx_path = export_onnx(model, onnx_dir / f"{label}.onnx", height, width)
+            diff = onnx_matches_torch(model, onnx_path, sample, atol=1e-4)
+            pruning = {"source": str(args.checkpoint), "step": step, "steps": args.steps,
+                       "ratio_per_step": args.ratio_per_step, "finetune_iterations": args.finetune_iters,
+                       "final_iterations": args.final_iters if row == report.FINAL else 0,
+                       "lr": lr, "batch_size": batch_size, "importance": args.importance,
+                       "global": not args.local, "max_ratio": args.max_ratio, "round_to": args.round_to or 1,
+                       "excluded": excluded_layers(model), "params": cost.params}
+            path = args.out / f"{label}.pt"
+            save_checkpoint(path, model, pruned=step > 0,
+                            **{**base_meta, "metrics": miou, "pruning": pruning,
+                               **({"stage": "prune"} if step > 0 else {})})
+            results.append(report.StepResult(row, step * args.ratio_per_step, cost.params, cost.flops, miou,
+                                             diff, loss, checkpoint=str(path)))
+        r = results[-1]
+        _log(f"{label}: {r.params:,} params, {r.flops / 1e9:.3f} GFLOPs, "
              + ", ".join(f"{k} {100 * v:.2f}" for k, v in miou.items())
-             + f" (mean {100 * results[-1].mean_miou:.2f}), ORT diff {diff:.2g}, {time.time() - started:.0f} s")
+             + f" (mean {100 * r.mean_miou:.2f}), ORT diff {r.onnx_max_diff:.2g}, {time.time() - started:.0f} s")
 
     try:
-        started = time.time()
-        record(0, [], started)
-        pruner = ChannelPruner(model, sample, args.steps, args.ratio_per_step,
-                               max_ratio=args.max_ratio, global_pruning=not args.local, round_to=args.round_to)
+        record(0, [], time.time(), 0)
+        pruner = ChannelPruner(model, sample, args.steps, args.ratio_per_step, max_ratio=args.max_ratio,
+                               global_pruning=not args.local, round_to=args.round_to,
+                               per_parameter=args.importance == "taylor-per-parameter")
         for step in range(1, args.steps + 1):
             started = time.time()
-            batches = stream(args.importance_batches)
+            batches = recipe.batches(names, batch_size, position)
+            position += args.importance_batches
             accumulate_gradients(model, (next(batches) for _ in range(args.importance_batches)), recipe.loss_fn)
             pruner.step()
-            losses = finetune(model, stream(args.finetune_iters), recipe.loss_fn, args.finetune_iters, lr,
-                              cfg.optim.power)
-            record(step, losses, started)
+            record(step, tune(step, args.finetune_iters), started, step)
+        tuned_steps = range(1, args.steps + 1)
+        if args.final_iters > 0:
+            started = time.time()
+            source = report.first_reaching(results, args.target_reduction)
+            model, _ = load_checkpoint(source.checkpoint)
+            record(report.FINAL, tune(report.FINAL, args.final_iters), started, source.step)
+            tuned_steps = [*range(1, source.step + 1), report.FINAL]
+        if args.control:
+            started, losses = time.time(), []
+            model, _ = load_checkpoint(args.checkpoint)
+            for row in tuned_steps:  # the very batches and schedules the pruned model saw
+                losses += finetune(model, recipe.batches(names, batch_size, starts[row]), recipe.loss_fn,
+                                   args.finetune_iters if row != report.FINAL else args.final_iters, lr,
+                                   cfg.optim.power)
+            record(report.CONTROL, losses, started, 0)
 
-        latency = interleaved_latency({r.step: onnx_dir / f"step_{r.step}.onnx" for r in results},
-                                      threads=args.threads, runs=args.latency_runs)
+        timed = {r.step: onnx_dir / f"{report.row_label(r.step)}.onnx" for r in results if r.step != report.CONTROL}
+        latency = interleaved_latency(timed, threads=args.threads, runs=args.latency_runs)
     finally:
         shutil.rmtree(onnx_dir, ignore_errors=True)
     for r in results:
-        r.latency_ms = latency[r.step]
-    chosen = report.choose(results, args.max_drop)
+        r.latency_ms = latency[0 if r.step == report.CONTROL else r.step]  # the control is step 0's network
+    final = [r for r in results if r.step == report.FINAL]
+    chosen = final[0] if final else report.choose(results, args.max_drop)
     shutil.copyfile(chosen.checkpoint, args.out / "chosen.pt")
     report.write_csv(results, args.out / "pruning.csv")
-    title = (f"{args.checkpoint}: {args.steps} steps x {100 * args.ratio_per_step:g}% channels, "
-             f"{args.finetune_iters} fine-tuning iterations per step; latency at {height}x{width}, "
-             f"ONNX Runtime CPU, {args.threads} thread(s)")
-    (args.out / "pruning.md").write_text(
-        f"{title}\n\n" + report.markdown_table(results, chosen.step)
-        + f"\nChosen: step {chosen.step} (fewest parameters within {args.max_drop:g} mIoU points of step 0).\n")
+    title = (f"{args.checkpoint.name}: {args.steps} steps x {100 * args.ratio_per_step:g}% channels "
+             f"({args.importance}), {args.finetune_iters} fine-tuning iterations per step"
+             + (f", final {args.final_iters}" if final else "")
+             + f"; latency {height}x{width}, ONNX Runtime CPU, {args.threads} thread(s)")
+    rule = (f"final: step {final[0].channels_removed / args.ratio_per_step:.0f} (first step with >= "
+            f"{100 * args.target_reduction:g}% fewer parameters) fine-tuned {args.final_iters} more iterations"
+            if final else f"step {chosen.step}: fewest parameters within {args.max_drop:g} mIoU points of step 0")
+    (args.out / "pruning.md").write_text(f"{title}\n\n" + report.markdown_table(results, chosen.step)
+                                         + f"\nChosen: {rule}.\n")
     report.plot_curve(results, args.out / "pruning.png", chosen.step, args.max_drop, title)
     (args.out / "settings.json").write_text(json.dumps(
         {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, indent=2) + "\n")
     print(report.markdown_table(results, chosen.step), end="")
-    _log(f"chosen step {chosen.step}: {args.out / 'chosen.pt'}; table and figure in {args.out}")
+    _log(f"chosen {report.row_label(chosen.step)}: {args.out / 'chosen.pt'}; table and figure in {args.out}")
     return results
 
 

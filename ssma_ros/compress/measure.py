@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,13 +56,3 @@ def interleaved_latency(onnx_paths: Mapping[str, str | Path], threads: int = 1, 
             if round_index >= warmup:
                 times[name].append(time.perf_counter() - tick)
     return {name: 1000.0 * statistics.median(values) for name, values in times.items()}
-
-
-def speedups(latency_ms: Mapping[str, float], baseline: str) -> dict[str, float]:
-    """Latency of `baseline` divided by each model's latency."""
-    return {name: latency_ms[baseline] / ms for name, ms in latency_ms.items()}
-
-
-def relative(values: Sequence[float]) -> list[float]:
-    """Reduction of each value against the first, in percent."""
-    return [100.0 * (1.0 - v / values[0]) for v in values]

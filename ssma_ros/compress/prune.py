@@ -111,18 +111,52 @@ def _is_conv(module: nn.Module) -> bool:
     return isinstance(module, (nn.Conv2d, nn.ConvTranspose2d))
 
 
+def taylor_per_parameter() -> object:
+    """GroupTaylorImportance divided by the parameters one channel of the group carries.
+
+    With one global threshold, plain Taylor scores (normalised per group) take as many channels
+    from a 12-channel bottleneck as from a 320-channel residual stream, though a channel of the
+    first saves a few hundred weights and one of the second thousands. Dividing by that cost
+    ranks channels by lost loss per saved parameter (the resource-aware form of the criterion,
+    Molchanov et al. 2017)."""
+    import torch_pruning as tp
+
+    class TaylorPerParameter(tp.importance.GroupTaylorImportance):
+        def __call__(self, group: object) -> torch.Tensor | None:
+            scores = super().__call__(group)
+            if scores is None:
+                return None
+            cost = 0
+            for dep, _ in group:
+                module = dep.target.module
+                if _is_conv(module):
+                    # Output channel k of a Conv2d is weight[k]; of a ConvTranspose2d weight[:, k].
+                    out = getattr(dep.handler, "__name__", "") == "prune_out_channels"
+                    transposed = isinstance(module, nn.ConvTranspose2d)
+                    cost += module.weight[:, 0].numel() if out == transposed else module.weight[0].numel()
+                    if out and module.bias is not None:
+                        cost += 1
+                elif isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    cost += 2
+            return scores / max(cost, 1)
+
+    return TaylorPerParameter()
+
+
 class ChannelPruner:
     """Iterative Taylor pruning of one model in place: `steps` calls of `step()`, each removing
     `ratio_per_step` of the initial channels (over all prunable groups with global ranking, or
     of each group with local ranking). No layer loses more than `max_ratio` of its initial
-    channels. Call `accumulate_gradients` before each step.
+    channels; `round_to` keeps channel counts multiples of it. Importance: Taylor per parameter
+    (`taylor_per_parameter`), or plain GroupTaylorImportance with `per_parameter=False`.
+    Call `accumulate_gradients` before each step.
 
     The pruner also tracks, per conv, which of the *original* input channels are gone, so that
     `masked_reference` can rebuild the equivalent unpruned network."""
 
     def __init__(self, model: nn.Module, example_inputs: Sequence[torch.Tensor], steps: int,
                  ratio_per_step: float, *, max_ratio: float = 0.8, global_pruning: bool = True,
-                 round_to: int | None = None) -> None:
+                 round_to: int | None = None, per_parameter: bool = True) -> None:
         import torch_pruning as tp
 
         if steps < 1:
@@ -139,8 +173,10 @@ class ChannelPruner:
         if missing:
             raise ValueError(f"excluded layers not found in the model: {missing}")
         was_training = model.training
+        importance = (taylor_per_parameter() if per_parameter
+                      else tp.importance.GroupTaylorImportance())
         self._pruner = tp.pruner.BasePruner(
-            model, tuple(example_inputs), importance=tp.importance.GroupTaylorImportance(),
+            model, tuple(example_inputs), importance=importance,
             global_pruning=global_pruning, pruning_ratio=total, iterative_steps=steps,
             max_pruning_ratio=max_ratio, round_to=round_to,
             ignored_layers=[names[n] for n in self.excluded], forward_fn=_trace_forward)

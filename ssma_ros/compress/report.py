@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 #: reference/ssma_paper.md §7, "Oracle with skip (ours)", AdapNet++ on Cityscapes:
@@ -13,9 +13,21 @@ from pathlib import Path
 PAPER_CURVE = ((0.0, 0.0), (6.8, 0.03), (23.3, -0.19), (30.1, -0.56), (34.6, -1.09), (41.6, -2.72))
 
 
+#: `StepResult.step` of the control: the unpruned model fine-tuned exactly as the chosen model.
+CONTROL = -1
+#: `StepResult.step` of the final model: a pruning step fine-tuned further.
+FINAL = -2
+
+
+def row_label(step: int) -> str:
+    return {CONTROL: "control", FINAL: "final"}.get(step, f"step_{step}")
+
+
 @dataclass
 class StepResult:
-    """One point of the curve. Step 0 is the model before pruning."""
+    """One row of the table. Step 0 is the model before pruning; FINAL is a pruning step
+    fine-tuned further; CONTROL is step 0 after the same fine-tuning as the chosen model had in
+    all (what the extra training alone is worth)."""
 
     step: int
     channels_removed: float  # target share of the prunable channels removed so far (0..1)
@@ -26,7 +38,6 @@ class StepResult:
     finetune_loss: float = math.nan  # mean loss over the last fine-tuning iterations
     latency_ms: float = math.nan
     checkpoint: str = ""
-    extra: dict[str, float] = field(default_factory=dict)
 
     @property
     def mean_miou(self) -> float:
@@ -37,8 +48,18 @@ def choose(results: Sequence[StepResult], max_drop: float) -> StepResult:
     """The step with the fewest parameters whose mean mIoU is at most `max_drop` points (of
     100) below step 0's; step 0 when no pruned step qualifies."""
     base = results[0].mean_miou
-    fits = [r for r in results if 100.0 * (base - r.mean_miou) <= max_drop]
+    fits = [r for r in results if r.step >= 0 and 100.0 * (base - r.mean_miou) <= max_drop]
     return min(fits, key=lambda r: r.params)
+
+
+def first_reaching(results: Sequence[StepResult], reduction: float) -> StepResult:
+    """The first pruning step with at least `reduction` (0..1) fewer parameters than step 0,
+    else the last step."""
+    steps = [r for r in results if r.step >= 0]
+    for r in steps:
+        if r.params <= (1 - reduction) * steps[0].params:
+            return r
+    return steps[-1]
 
 
 def _rows(results: Sequence[StepResult]) -> tuple[list[str], list[list[str]]]:
@@ -51,7 +72,7 @@ def _rows(results: Sequence[StepResult]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for r in results:
         rows.append([
-            str(r.step), f"{100 * r.channels_removed:.1f}", str(r.params),
+            str(r.step) if r.step >= 0 else row_label(r.step), f"{100 * r.channels_removed:.1f}", str(r.params),
             f"{100 * (1 - r.params / base.params):.1f}", f"{r.flops / 1e9:.3f}",
             f"{100 * (1 - r.flops / base.flops):.1f}", f"{r.latency_ms:.2f}",
             f"{base.latency_ms / r.latency_ms:.2f}",
@@ -101,6 +122,9 @@ def plot_curve(results: Sequence[StepResult], path: str | Path, chosen: int | No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    control = [r for r in results if r.step == CONTROL]
+    final = [r for r in results if r.step == FINAL]
+    results = [r for r in results if r.step >= 0]
     base = results[0]
     reduction = [100 * (1 - r.params / base.params) for r in results]
     fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(12, 4.6))
@@ -112,9 +136,15 @@ def plot_curve(results: Sequence[StepResult], path: str | Path, chosen: int | No
     ax_a.plot(reduction, mean_change, marker="o", lw=2.2, color="black", label="mean (selection)")
     paper_x, paper_y = zip(*PAPER_CURVE)
     ax_a.plot(paper_x, paper_y, ls="--", marker="s", color="grey", label="paper: AdapNet++, Cityscapes")
+    for r in control:
+        ax_a.axhline(100 * (r.mean_miou - base.mean_miou), color="tab:green", ls="-.", lw=1.2,
+                     label="control: unpruned, same fine-tuning")
     if max_drop is not None:
         ax_a.axhline(-max_drop, color="tab:red", ls=":", lw=1, label=f"−{max_drop:g} mIoU budget")
-    if chosen is not None:
+    for r in final:
+        ax_a.scatter([100 * (1 - r.params / base.params)], [100 * (r.mean_miou - base.mean_miou)], marker="*",
+                     s=260, color="tab:red", zorder=6, label="final (longer fine-tuning)")
+    if chosen is not None and chosen >= 0:
         i = [r.step for r in results].index(chosen)
         ax_a.scatter([reduction[i]], [mean_change[i]], s=220, facecolors="none", edgecolors="tab:red",
                      lw=2, zorder=5, label=f"chosen: step {chosen}")
