@@ -237,7 +237,7 @@ def run(args) -> dict:
                 with lock:
                     done = sum(scored.frames.values())
                     miou = scores(sum(scored.confusion.values())).miou if scored.confusion else float("nan")
-                bar.set_postfix(masks=done, mIoU=f"{100 * miou:.1f}")
+                bar.set_postfix(masks=done, mIoU=f"{100 * miou:.1f}", refresh=False)
                 bar.update(1)
                 time.sleep(max(0.0, start[0] + sent * period - time.monotonic()))
         time.sleep(1.0)  # let the last frames and a diagnostics message arrive
