@@ -310,9 +310,10 @@ def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         lines.append(line)
-        if "serving tiny" in line or not line:
+        if "ready: listening on" in line or not line:
             break
     assert any("serving tiny" in line and "onnxruntime" in line for line in lines), "".join(lines)
+    assert "ready: listening on /entry/rgb, /entry/aux, /entry/camera_info" in lines[-1], "".join(lines)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, "".join(lines) + out

@@ -98,6 +98,9 @@ class SegmentNode(Node):
         self.worker = threading.Thread(target=self._serve, name="ssma_worker", daemon=True)
         self.worker.start()
         self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
+        inputs = ", ".join(self.resolve_topic_name(t) for t in (("rgb", "aux", "camera_info") if self.sync else
+                                                                 ("rgb", "camera_info")))
+        self.get_logger().info(f"ready: listening on {inputs}")
 
     # -- model lifecycle (configure/cleanup, so a lifecycle wrapper stays a thin layer) --------
 
@@ -338,6 +341,10 @@ def main(args=None) -> None:
     except (OSError, ValueError, BackendUnavailable) as exc:  # no bundle, a bad bundle or parameter, no backend
         rclpy.logging.get_logger("ssma_segmentation").fatal(f"cannot start: {exc}")
         raise SystemExit(1) from None
+    except Exception:
+        if rclpy.ok():
+            raise
+        # Ctrl-C while starting up invalidates the context under the constructor: a normal stop.
     finally:
         if node is not None:
             node.destroy_node()
