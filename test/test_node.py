@@ -223,7 +223,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
         h.send(sample, t=t, aux=aux)
         h.wait(lambda: h.node.health.counts()[counter] >= 1, counter)
     # An all-NaN depth frame is still segmented, from RGB alone.
-    assert h.by_stamp("mask", h.stamp(t))
+    h.wait(lambda: h.by_stamp("mask", h.stamp(t)), "the mask of the all-NaN depth frame")
     # Stamps out of order: a frame older than one already served is dropped.
     h.send(sample, t=t - 10.0)
     h.wait(lambda: h.node.health.counts()["out_of_order"] >= 1, "out_of_order")

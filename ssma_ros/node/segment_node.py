@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -333,9 +333,13 @@ class SegmentNode(Node):
 def main(args=None) -> None:
     rclpy.init(args=args)
     node = None
+    # Made before the node, so a Ctrl-C right after "ready" finds it whole (rclpy.spin would build
+    # one lazily, and an executor interrupted in its constructor fails in its destructor).
+    executor = SingleThreadedExecutor()
     try:
         node = SegmentNode()
-        rclpy.spin(node)
+        executor.add_node(node)
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C: fall through to a clean shutdown
     except (OSError, ValueError, BackendUnavailable) as exc:  # no bundle, a bad bundle or parameter, no backend
@@ -346,6 +350,7 @@ def main(args=None) -> None:
             raise
         # Ctrl-C while starting up invalidates the context under the constructor: a normal stop.
     finally:
+        executor.shutdown()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
