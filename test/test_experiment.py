@@ -65,6 +65,8 @@ def test_output_dir_moves_every_path_of_the_experiment(tmp_path):
     assert configs["rgb"].data.cache == str(tmp_path / "train_frames.npz")
     with pytest.raises(FileNotFoundError, match="rgb/best.pt"):
         experiment.run(exp, configs, ["ssma"], tmp_path)
+    with pytest.raises(ConfigError, match="no run named"):
+        experiment.run(exp, configs, ["sma"], tmp_path)
 
 
 def test_bootstrap_margins_are_zero_for_equal_models_and_positive_for_a_better_one():

@@ -199,7 +199,11 @@ def run(exp: Experiment, configs: Mapping[str, TrainConfig], names: Sequence[str
     (in TIMINGS, merged with earlier entries) each run's wall time."""
     from .trainer import Trainer
 
-    names = [r.name for r in exp.runs if names is None or r.name in names]
+    known = [r.name for r in exp.runs]
+    unknown = sorted(set(names or ()) - set(known))
+    if unknown:
+        raise ConfigError(f"no run named {unknown} in {exp.path}; its runs are {known}")
+    names = [name for name in known if names is None or name in names]
     for i, name in enumerate(names):  # fail now, not after an hour of training
         init = configs[name].init
         earlier = {Path(configs[n].output_dir) for n in names[:i]}
@@ -541,7 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     synthetic.tune_allocator()
     out = args.output_dir or exp.output_dir
     if args.command in ("run", "all"):
-        run(exp, configs, args.only, out)
+        try:
+            run(exp, configs, args.only, out)
+        except (ConfigError, FileNotFoundError) as err:
+            print(f"experiment: {err}", file=sys.stderr)
+            return 2
     if args.command in ("evaluate", "all"):
         evaluate(exp, configs, out)
     if args.command in ("report", "all"):
