@@ -12,7 +12,7 @@ import torch
 tp = pytest.importorskip("torch_pruning")
 
 from ssma_ros.compress import cli  # noqa: E402
-from ssma_ros.compress.finetune import finetune  # noqa: E402
+from ssma_ros.compress.finetune import Distillation, distillation_loss, finetune  # noqa: E402
 from ssma_ros.compress.prune import (ChannelPruner, accumulate_gradients, excluded_layers,  # noqa: E402
                                      frozen_statistics, masked_reference)
 from ssma_ros.compress.report import StepResult, choose  # noqa: E402
@@ -139,6 +139,33 @@ def test_pruned_model_trains_and_round_trips(pruned, tmp_path) -> None:
     assert meta == {"note": "tiny"}
 
 
+class Confident(torch.nn.Module):
+    """A teacher with sharp class distributions (a random network's are nearly uniform)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = build_model("ssma", TINY, 6)
+
+    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
+        return 20 * self.net(rgb, aux)
+
+
+def test_distillation_pulls_the_pruned_model_towards_its_teacher(pruned) -> None:
+    model, _, _, _ = pruned
+    student = copy.deepcopy(model)
+    torch.manual_seed(3)
+    logits = torch.randn(2, 6, 4, 5)
+    assert distillation_loss(logits, logits, 2.0).abs() < 1e-6
+    assert distillation_loss(logits, logits.flip(1), 2.0) > 0.1
+    # All-void labels: the label loss is 0, so the losses are the distillation term alone.
+    batches = [(inputs(2, seed=20 + i), torch.zeros(2, H, W, dtype=torch.long)) for i in range(4)]
+    losses = finetune(student, iter(batches * 10), SegLoss(), 40, lr=3e-3,
+                      distillation=Distillation(Confident(), weight=1.0))
+    assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
+    with pytest.raises(ValueError, match="must be > 0"):
+        Distillation(Confident(), weight=0.0)
+
+
 def test_pruner_rejects_bad_settings_and_missing_gradients() -> None:
     model = build_model("ssma", TINY, 4)
     with pytest.raises(ValueError, match="steps x ratio_per_step"):
@@ -173,7 +200,7 @@ def test_cli_writes_the_curve_and_a_stripped_checkpoint(tmp_path) -> None:
     out = tmp_path / "prune"
     code = cli.main([str(source), "--out", str(out), "--steps", "1", "--ratio-per-step", "0.3",
                      "--finetune-iters", "1", "--importance-batches", "1", "--latency-runs", "2",
-                     "--final-iters", "2", "--target-reduction", "0.1", "--control"])
+                     "--final-iters", "2", "--target-reduction", "0.1", "--control", "--distill", "0.5"])
     assert code == 0
     with (out / "pruning.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -192,6 +219,7 @@ def test_cli_writes_the_curve_and_a_stripped_checkpoint(tmp_path) -> None:
     record = torch.load(out / "chosen.pt", weights_only=True)
     assert record["pruned"] and "resume" not in record and "confusion" not in record
     assert record["pruning"]["step"] == 1 and record["pruning"]["final_iterations"] == 2
+    assert record["pruning"]["distill"] == 0.5
     assert record["classes"] == list(CLASSES)
     chosen, meta = load_checkpoint(out / "chosen.pt")
     assert count_params(chosen)[0] == params[1] and set(meta["metrics"]) == {"clear", "clear_no_aux"}

@@ -51,6 +51,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="fine-tuning batch (default: the training config's)")
     p.add_argument("--lr", type=float, default=None,
                    help="fine-tuning Adam lr, poly-decayed per step (default: 0.3 x the training lr)")
+    p.add_argument("--distill", type=float, default=0.0, metavar="WEIGHT",
+                   help="add WEIGHT x pixel-wise distillation from the unpruned network to the fine-tuning "
+                        "loss (0 = labels only)")
+    p.add_argument("--distill-temperature", type=float, default=1.0, help="softmax temperature of --distill")
     p.add_argument("--importance-batches", type=int, default=4,
                    help="training batches whose gradients give the Taylor importance")
     p.add_argument("--max-ratio", type=float, default=0.75,
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> list:
     from ..model.checkpoint import load_checkpoint, save_checkpoint
     from ..model.info import example_inputs
     from . import report
-    from .finetune import Recipe, finetune
+    from .finetune import Distillation, Recipe, finetune
     from .measure import interleaved_latency, model_cost
     from .prune import ChannelPruner, accumulate_gradients, excluded_layers
 
@@ -125,12 +129,14 @@ def run(args: argparse.Namespace) -> list:
     # Batches continue the training stream after the checkpoint's last iteration.
     position = int(meta.get("iteration", 0))
     starts: dict[int, int] = {}  # row -> first batch of its fine-tuning (the control replays them)
+    distillation = (Distillation(load_checkpoint(args.checkpoint)[0], args.distill, args.distill_temperature)
+                    if args.distill > 0 else None)
 
     def tune(row: int, iterations: int) -> list[float]:
         nonlocal position
         starts[row], position = position, position + iterations
         return finetune(model, recipe.batches(names, batch_size, starts[row]), recipe.loss_fn, iterations,
-                        lr, cfg.optim.power)
+                        lr, cfg.optim.power, distillation)
 
     onnx_dir = Path(tempfile.mkdtemp(prefix="ssma-prune-"))
     results: list[report.StepResult] = []
@@ -156,6 +162,7 @@ def run(args: argparse.Namespace) -> list:
                        "ratio_per_step": args.ratio_per_step, "finetune_iterations": args.finetune_iters,
                        "final_iterations": args.final_iters if row == report.FINAL else 0,
                        "lr": lr, "batch_size": batch_size, "importance": args.importance,
+                       "distill": args.distill, "distill_temperature": args.distill_temperature,
                        "global": not args.local, "max_ratio": args.max_ratio, "round_to": args.round_to or 1,
                        "excluded": excluded_layers(model), "params": cost.params}
             path = args.out / f"{label}.pt"
@@ -194,7 +201,7 @@ def run(args: argparse.Namespace) -> list:
             for row in tuned_steps:  # the very batches and schedules the pruned model saw
                 losses += finetune(model, recipe.batches(names, batch_size, starts[row]), recipe.loss_fn,
                                    args.finetune_iters if row != report.FINAL else args.final_iters, lr,
-                                   cfg.optim.power)
+                                   cfg.optim.power, distillation)
             record(report.CONTROL, losses, started, 0)
 
         timed = {r.step: onnx_dir / f"{report.row_label(r.step)}.onnx" for r in results if r.step != report.CONTROL}
@@ -210,6 +217,7 @@ def run(args: argparse.Namespace) -> list:
     title = (f"{args.checkpoint.name}: {args.steps} steps x {100 * args.ratio_per_step:g}% channels "
              f"({args.importance}), {args.finetune_iters} fine-tuning iterations per step"
              + (f", final {args.final_iters}" if final else "")
+             + (f", distillation x{args.distill:g} (T={args.distill_temperature:g})" if args.distill else "")
              + f"; latency {height}x{width}, ONNX Runtime CPU, {args.threads} thread(s)")
     rule = (f"final: step {final[0].channels_removed / args.ratio_per_step:.0f} (first step with >= "
             f"{100 * args.target_reduction:g}% fewer parameters) fine-tuned {args.final_iters} more iterations"

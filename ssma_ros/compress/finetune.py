@@ -2,8 +2,10 @@
 
 The pruned model is fine-tuned on the same data stream as it was trained on (the checkpoint's
 own training config: synthetic mix or dataset reader, augmentation, modality dropout), with the
-same loss (main + auxiliary heads), Adam and poly decay, every parameter trainable. Evaluation
-frames are encoded once and kept in memory, since every pruning step evaluates them again.
+same loss (main + auxiliary heads), Adam and poly decay, every parameter trainable. Optionally
+the unpruned network teaches the pruned one (pixel-wise knowledge distillation on the main
+logits), which recovers accuracy in fewer iterations than the labels alone. Evaluation frames are
+encoded once and kept in memory, since every pruning step evaluates them again.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -73,10 +76,39 @@ class Recipe:
                 for name, ds in self.eval_sets.items()}
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Pixel-wise KL(teacher || student) of the class distributions at `temperature`, averaged
+    over pixels and scaled by T^2 so its gradients keep their size as T changes (Hinton et al.)."""
+    t = temperature
+    log_student = F.log_softmax(student / t, dim=1)
+    log_teacher = F.log_softmax(teacher / t, dim=1)
+    per_pixel = (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1)
+    return per_pixel.mean() * t * t
+
+
+class Distillation:
+    """A frozen `teacher` (the unpruned network, eval mode) whose logits the student's main
+    logits are pulled towards with `weight` x `distillation_loss` at `temperature`."""
+
+    def __init__(self, teacher: nn.Module, weight: float, temperature: float = 1.0) -> None:
+        if weight <= 0 or temperature <= 0:
+            raise ValueError(f"distillation weight and temperature must be > 0, got {weight}, {temperature}")
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.weight = weight
+        self.temperature = temperature
+
+    def __call__(self, inputs: Sequence[torch.Tensor], outputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        student = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
+        with torch.no_grad():
+            teacher = self.teacher(*inputs)
+        return self.weight * distillation_loss(student, teacher, self.temperature)
+
+
 def finetune(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module, iterations: int,
-             lr: float, power: float = 0.9) -> list[float]:
+             lr: float, power: float = 0.9, distillation: Distillation | None = None) -> list[float]:
     """Train every parameter of `model` for `iterations` steps of Adam with poly decay from `lr`
-    (a fresh optimizer: pruning replaced the parameter tensors). Returns the losses."""
+    (a fresh optimizer: pruning replaced the parameter tensors), on `loss_fn` plus the
+    `distillation` term if given. Returns the losses."""
     if iterations <= 0:
         return []
     for p in model.parameters():
@@ -89,7 +121,10 @@ def finetune(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module, ite
     try:
         for _ in range(iterations):
             inputs, label = next(batches)
-            loss = loss_fn(model(*inputs), label)
+            outputs = model(*inputs)
+            loss = loss_fn(outputs, label)
+            if distillation is not None:
+                loss = loss + distillation(inputs, outputs)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise FloatingPointError(f"fine-tuning loss is {value}; lower --lr")
