@@ -159,8 +159,9 @@ def harness_factory(ros_context, tiny_bundle):
         h.close()
 
 
-def test_every_output_for_each_input_encoding(harness_factory):
-    h = harness_factory()
+@pytest.mark.parametrize("upsampling", ["nearest", "bilinear"])
+def test_every_output_for_each_input_encoding(harness_factory, upsampling):
+    h = harness_factory(upsampling=upsampling)
     num_classes = len(CLASSES)
     for i, (rgb_enc, aux_enc) in enumerate(itertools.product(("rgb8", "bgr8"), ("16UC1", "32FC1"))):
         sample = _frame(i)

@@ -38,7 +38,7 @@ def reference(logits: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray
 def test_postprocess_matches_upsample_softmax_argmax(num_classes, size, out_size):
     rng = np.random.default_rng(num_classes)
     logits = (rng.standard_normal((1, num_classes, *size)) * 3).astype(np.float32)
-    mask, confidence = postprocess(logits, out_size)
+    mask, confidence = postprocess(logits, out_size, upsampling="bilinear")
     ref_mask, ref_conf = reference(logits, out_size)
     assert mask.dtype == np.uint8 and mask.shape == out_size
     assert confidence.dtype == np.float32 and confidence.shape == out_size
@@ -51,10 +51,38 @@ def test_postprocess_matches_upsample_softmax_argmax(num_classes, size, out_size
     assert (mask == ref_mask).mean() > 0.99
 
 
-def test_mask_alone_skips_confidence_and_gives_the_same_mask():
+@pytest.mark.parametrize("num_classes,size,out_size", [(10, (6, 8), (12, 16)), (3, (5, 7), (11, 13)),
+                                                       (19, (8, 8), (4, 6))])
+def test_nearest_upsampling_takes_each_pixel_from_its_network_pixel(num_classes, size, out_size):
+    rng = np.random.default_rng(num_classes)
+    logits = (rng.standard_normal((1, num_classes, *size)) * 3).astype(np.float32)
+    mask, confidence = postprocess(logits, out_size)  # nearest is the default
+    ref_mask, ref_conf = reference(logits, size)  # at the network resolution
+    # The output pixel centre (i + 0.5) * h / H lies in network row floor(...), likewise columns.
+    rows = ((np.arange(out_size[0]) + 0.5) * size[0] / out_size[0]).astype(int)
+    cols = ((np.arange(out_size[1]) + 0.5) * size[1] / out_size[1]).astype(int)
+    np.testing.assert_array_equal(mask, ref_mask[np.ix_(rows, cols)])
+    np.testing.assert_allclose(confidence, ref_conf[np.ix_(rows, cols)], rtol=0, atol=2e-5)
+    assert mask.dtype == np.uint8 and confidence.dtype == np.float32
+
+
+def test_nearest_and_bilinear_agree_away_from_class_borders():
+    """Smooth scores (a left/right split): the two modes differ only next to the border."""
+    logits = np.zeros((1, 2, 6, 8), np.float32)
+    logits[0, 1, :, 4:] = 5.0
+    nearest, _ = postprocess(logits, (12, 16))
+    bilinear, _ = postprocess(logits, (12, 16), upsampling="bilinear")
+    differ = np.argwhere(nearest != bilinear)
+    assert np.all(np.abs(differ[:, 1] - 8) <= 1)
+    with pytest.raises(ValueError, match="upsampling must be one of"):
+        postprocess(logits, (12, 16), upsampling="cubic")
+
+
+@pytest.mark.parametrize("upsampling", ["nearest", "bilinear"])
+def test_mask_alone_skips_confidence_and_gives_the_same_mask(upsampling):
     logits = np.random.default_rng(1).standard_normal((1, 5, 4, 6)).astype(np.float32)
-    mask_only, nothing = postprocess(logits, (8, 12), need_confidence=False)
-    mask, _ = postprocess(logits, (8, 12))
+    mask_only, nothing = postprocess(logits, (8, 12), need_confidence=False, upsampling=upsampling)
+    mask, _ = postprocess(logits, (8, 12), upsampling=upsampling)
     assert nothing is None
     np.testing.assert_array_equal(mask_only, mask)
 
@@ -142,10 +170,11 @@ def test_overlay_extremes_and_errors():
         overlay(rgb, mask[:1], PALETTE)
 
 
-def test_bad_logits_rejected():
+@pytest.mark.parametrize("upsampling", ["nearest", "bilinear"])
+def test_bad_logits_rejected(upsampling):
     with pytest.raises(ValueError, match=r"shape \(1, C, h, w\)"):
-        postprocess(np.zeros((3, 4, 4), np.float32), (4, 4))
+        postprocess(np.zeros((3, 4, 4), np.float32), (4, 4), upsampling=upsampling)
     with pytest.raises(ValueError, match="1..256 classes"):
-        postprocess(np.zeros((1, 300, 2, 2), np.float32), (4, 4))
+        postprocess(np.zeros((1, 300, 2, 2), np.float32), (4, 4), upsampling=upsampling)
     with pytest.raises(ValueError, match="out_size"):
-        postprocess(np.zeros((1, 3, 2, 2), np.float32), (0, 4))
+        postprocess(np.zeros((1, 3, 2, 2), np.float32), (0, 4), upsampling=upsampling)

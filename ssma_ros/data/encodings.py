@@ -82,14 +82,13 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "16UC1":
         if depth.dtype != np.uint16:
             raise ValueError(f"16UC1 depth must be uint16 millimetres, got {depth.dtype}")
-        metres = depth.astype(np.float32) * np.float32(0.001)
-        metres[depth == 0] = np.nan
+        # np.where rather than a boolean-mask write: several times faster on a full frame.
+        metres = np.where(depth == 0, np.float32(np.nan), depth.astype(np.float32) * np.float32(0.001))
     elif encoding == "32FC1":
         if depth.dtype != np.float32:
             raise ValueError(f"32FC1 depth must be float32 metres, got {depth.dtype}")
-        metres = depth.astype(np.float32, copy=True)
         with np.errstate(invalid="ignore"):
-            metres[~(np.isfinite(metres) & (metres > 0))] = np.nan
+            metres = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(np.nan))
     else:
         raise ValueError(f"unknown depth encoding {encoding!r}; expected one of {DEPTH_ENCODINGS}")
     return metres
@@ -119,14 +118,21 @@ def jet(depth_m: np.ndarray, min_m: float, max_m: float) -> np.ndarray:
     _check_range(min_m, max_m, "jet depth")
     depth_m = _as_single_channel(depth_m, "depth")
     x = _unit_interval(depth_m, min_m, max_m)
-    valid = np.isfinite(x)
-    x = np.where(valid, x, np.float32(0.0))
-    # MATLAB/OpenCV-style jet as three clipped triangles.
-    r = np.clip(1.5 - np.abs(4.0 * x - 3.0), 0.0, 1.0)
-    g = np.clip(1.5 - np.abs(4.0 * x - 2.0), 0.0, 1.0)
-    b = np.clip(1.5 - np.abs(4.0 * x - 1.0), 0.0, 1.0)
-    out = np.rint(np.stack([r, g, b], axis=2) * 255.0).astype(np.uint8)
-    out[~valid] = 0
+    # Invalid pixels get x = -1/8, where all three triangles below are exactly 0 (black); a
+    # boolean-mask write over the 3-channel output afterwards would cost more than the rest.
+    x = np.where(np.isfinite(x), x, np.float32(-0.125))
+    # MATLAB/OpenCV-style jet as three clipped triangles, 255 * clip(1.5 - |4x - c|, 0, 1) for
+    # c = 3, 2, 1 (r, g, b), computed in place in float32: the node encodes every depth frame.
+    four_x = np.multiply(x, np.float32(4.0))
+    out = np.empty((*x.shape, 3), np.uint8)
+    channel = np.empty_like(four_x)
+    for i, centre in enumerate((3.0, 2.0, 1.0)):
+        np.subtract(four_x, np.float32(centre), out=channel)
+        np.abs(channel, out=channel)
+        np.subtract(np.float32(1.5), channel, out=channel)
+        np.clip(channel, 0.0, 1.0, out=channel)
+        np.multiply(channel, np.float32(255.0), out=channel)
+        out[..., i] = np.rint(channel, out=channel)
     return out
 
 

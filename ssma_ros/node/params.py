@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 
 from rcl_interfaces.msg import ParameterDescriptor
 
+from ssma_ros.node.outputs import UPSAMPLING
+
 
 @dataclass(frozen=True)
 class NodeParams:
@@ -27,6 +29,7 @@ class NodeParams:
     input_qos: str = field(default="sensor_data", metadata={"help": "sensor_data (best effort) | reliable"})
     aux_timeout: float = field(default=1.0, metadata={"help": "s without aux before serving RGB alone"})
     rgb_only_fallback: bool = field(default=True, metadata={"help": "serve RGB alone (blank aux) when aux stalls"})
+    upsampling: str = field(default="nearest", metadata={"help": "nearest (mask and confidence at the network resolution, then nearest-neighbour up: fast) | bilinear (class scores interpolated to the input size before the argmax: smoother borders, slower)"})
     overlay_alpha: float = field(default=0.5, metadata={"help": "weight of the class colour in ~/overlay"})
     diagnostics_period: float = field(default=1.0, metadata={"help": "s between /diagnostics messages"})
     warn_throttle: float = field(default=5.0, metadata={"help": "s between repeats of one warning"})
@@ -38,6 +41,7 @@ class NodeParams:
             "sync": ("auto", "message_filters", "builtin"),
             "image_codec": ("auto", "cv_bridge", "numpy"),
             "input_qos": ("sensor_data", "reliable"),
+            "upsampling": UPSAMPLING,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -201,7 +201,8 @@ class SegmentNode(Node):
 
         need_mask = wanted["mask"] or wanted["overlay"] or wanted["cloud"]
         need_conf = wanted["confidence"] or wanted["confidence_float"]
-        mask, conf = outputs.postprocess(logits, (height, width), need_confidence=need_conf)
+        mask, conf = outputs.postprocess(logits, (height, width), need_confidence=need_conf,
+                                         upsampling=self.params.upsampling)
         header = frame.rgb.header
         if wanted["mask"]:
             self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
@@ -215,12 +216,14 @@ class SegmentNode(Node):
             image = outputs.overlay(rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices)
             self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
         if wanted["cloud"] and need_mask:
-            self._publish_cloud(header, frame, aux, aux_encoding, camera, mask, rgb)
+            self._publish_cloud(header, aux, aux_encoding, camera, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
         self.health.frame_done(time.monotonic(), (now_ros - stamp) / 1e9, inference, time.perf_counter() - started)
 
     def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
-        """Messages -> (rgb uint8 HxWx3, raw aux or None, aux encoding); None if unusable."""
+        """Messages -> (rgb uint8 HxWx3, aux or None, its encoding); None if unusable. Depth is
+        converted to float32 metres (NaN = invalid, encoding "32FC1") here, once per frame, for
+        the model input and the cloud alike."""
         try:
             rgb = to_rgb8(self.converter.image_to_numpy(frame.rgb), frame.rgb.encoding)
         except ImageFormatError as exc:
@@ -243,9 +246,11 @@ class SegmentNode(Node):
                                        f"{aux.shape[0]}: publish aux registered to the rgb camera "
                                        "(e.g. aligned depth)")
             return None
-        if encoding in DEPTH_ENCODINGS and not np.isfinite(depth_to_metres(aux, encoding)).any():
-            self._bad("aux_all_invalid", "depth frame has no valid pixel: serving this frame from RGB alone")
-            return rgb, None, None
+        if encoding in DEPTH_ENCODINGS:
+            aux, encoding = depth_to_metres(aux, encoding), "32FC1"
+            if not np.isfinite(aux).any():
+                self._bad("aux_all_invalid", "depth frame has no valid pixel: serving this frame from RGB alone")
+                return rgb, None, None
         return rgb, aux, encoding
 
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
@@ -258,14 +263,13 @@ class SegmentNode(Node):
             self._bad("bad_camera_info", f"ignoring camera_info: {exc}")
             return None
 
-    def _publish_cloud(self, header, frame: Frame, aux, aux_encoding, camera, mask, rgb) -> None:
+    def _publish_cloud(self, header, aux, aux_encoding, camera, mask, rgb) -> None:
         if aux is None or aux_encoding not in DEPTH_ENCODINGS:
             return  # a cloud needs depth: none this frame (RGB-only service or an IR model)
         if camera is None:
             self._bad("no_camera_info", "no camera_info received yet: ~/cloud needs it")
             return
-        depth_m = depth_to_metres(aux, aux_encoding)
-        self.pubs["cloud"].publish(cloud.semantic_cloud(header, depth_m, camera, mask, rgb))
+        self.pubs["cloud"].publish(cloud.semantic_cloud(header, aux, camera, mask, rgb))  # aux: metres
 
     # -- outputs that are not per frame -------------------------------------------------------
 
