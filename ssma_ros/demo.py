@@ -66,6 +66,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def use_large_image_transport() -> str:
+    """Point Fast DDS at config/fastdds_large_images.xml for this process and the node it starts,
+    unless a profile is set already; returns what is in effect. With Fast DDS's default 512 KiB
+    shared-memory segment, most 640x480 rgb8 frames are lost between processes under load."""
+    names = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # Fast DDS 3.x, 2.x
+    current = next((os.environ[n] for n in names if os.environ.get(n)), None)
+    if current is not None:
+        return f"{current} (yours)"
+    from ssma_ros.share import share_file
+
+    profile = str(share_file("config/fastdds_large_images.xml"))
+    for name in names:
+        os.environ[name] = profile
+    return profile
+
+
 def start_node(args, out: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ssma_ros.node.segment_node", "--ros-args",
            "-r", f"__ns:={NAMESPACE}", "-r", f"rgb:={NAMESPACE}/camera/color/image_raw",
@@ -126,6 +142,7 @@ def run(args) -> dict:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     height, width = (int(v) for v in args.size.lower().split("x"))
+    dds_profile = use_large_image_transport()  # before this process or the node starts DDS
     node_proc = start_node(args, out)
 
     # Pre-render a loop of frames so the camera keeps its rate whatever the CPU is doing.
@@ -259,6 +276,7 @@ def run(args) -> dict:
         summary = {
             "condition": f"{args.condition} (strength {args.strength:g})",
             "camera": f"{width}x{height} at {args.rate:g} Hz",
+            "dds_profile": dds_profile,
             "frames_sent": sent,
             "masks_received": int(len(scored.latencies)),
             "output_rate_hz": float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0])) if len(arrivals) > 1 else 0.0,

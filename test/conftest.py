@@ -22,6 +22,18 @@ def ros_context():
     context.try_shutdown()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Training tests in one torch thread: the test machine's cores are shared, and one thread
+    per process is faster than oversubscribing them."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
     """A lite SSMA RGB-D bundle (untrained weights) at 64x80, exported the way ssma-export does it.

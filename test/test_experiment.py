@@ -23,12 +23,7 @@ TINY = ["data.size=[48,64]", "data.crop=[32,48]", "data.train_samples=4", "data.
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_shipped_recipes_are_fair_and_give_every_fused_model_the_same_budget():

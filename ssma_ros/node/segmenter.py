@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,25 +10,16 @@ from ssma_ros.bundle import Bundle
 from ssma_ros.data.encodings import CameraIntrinsics
 from ssma_ros.data.preprocess import Preprocess
 from ssma_ros.runtime.base import Backend
+from ssma_ros.share import share_file
 
 
 def default_bundle_path() -> Path:
     """The default bundle as installed: colcon's share/ folder, a pip prefix, or this checkout."""
-    candidates = []
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("ssma_ros")) / "models" / "default")
-    except (ImportError, LookupError, OSError):
-        pass  # not installed by colcon (or no AMENT_PREFIX_PATH): try the pip and source layouts
-    candidates.append(Path(sys.prefix) / "share" / "ssma_ros" / "models" / "default")
-    candidates.append(Path(__file__).resolve().parents[2] / "models" / "default")
-    for candidate in candidates:
-        if (candidate / "bundle.json").is_file():
-            return candidate
-    raise FileNotFoundError(
-        "no default model bundle found (looked in " + ", ".join(map(str, candidates)) +
-        "); set the 'bundle' parameter to a bundle folder made with ssma-export")
+        return share_file("models/default/bundle.json").parent
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"no default model bundle: {exc}; set the 'bundle' parameter to a bundle "
+                                "folder made with ssma-export") from None
 
 
 class Segmenter:
