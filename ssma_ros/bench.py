@@ -163,18 +163,25 @@ def bench_node(args) -> dict:
 
     demo_args = demo.parse_args(["--rate", str(args.rate), "--size", args.size, "--duration", str(args.duration),
                                  "--bundle", str(args.bundle), "--backend", "onnxruntime",
+                                 "--cpu-threads", str(args.threads),
                                  "--out", str(Path(tempfile.mkdtemp(prefix="ssma-bench-node-")))])
     summary = demo.run(demo_args)
     node = summary["node"]
-    inference, process = float(node["inference_p50_ms"]), float(node["process_p50_ms"])
+    inference, process, output = (float(node[k]) for k in ("inference_p50_ms", "process_p50_ms", "output_p50_ms"))
+    # The two workers overlap: a frame's outputs are made while the model runs on the next one,
+    # so the time between frames is the longer stage, not their sum.
+    stage = max(process - output, output)
     figures = {
         "camera": summary["camera"],
+        "dds_profile": summary["dds_profile"],
         "output_rate_hz": summary["output_rate_hz"],
         "latency_p50_ms": summary["latency_p50_ms"],
         "latency_p95_ms": summary["latency_p95_ms"],
         "backend_p50_ms": inference,
         "frame_p50_ms": process,
+        "output_stage_p50_ms": output,
         "overhead_share": 1.0 - inference / process,
+        "critical_path_overhead_share": 1.0 - inference / stage,
         "p95_target_ms": 1.5 * inference + 20.0,
         "dropped_stale": node["dropped_stale"],
         "frames_out": node["frames_out"],
@@ -199,16 +206,21 @@ def write_markdown(path: Path, models, node, command: str) -> None:
     if node:
         lines += ["## segment_node end to end", "",
                   f"`ssma-bench node`: the default bundle with onnxruntime on the CPU, {node['camera']} synthetic "
-                  "RGB-D camera over Fast DDS, in separate processes as on a robot.", "",
+                  "RGB-D camera over Fast DDS, in separate processes as on a robot, Fast DDS profile "
+                  f"`{Path(node['dds_profile']).name}`; outputs subscribed: mask, confidence, overlay.", "",
                   "| figure | value | target |", "|---|---:|---|",
                   f"| output rate | {node['output_rate_hz']:.1f} Hz | as fast as the model allows |",
                   f"| latency stamp-to-mask p50 | {node['latency_p50_ms']:.0f} ms | |",
                   f"| latency stamp-to-mask p95 | {node['latency_p95_ms']:.0f} ms | <= 1.5 x backend + 20 ms = "
                   f"{node['p95_target_ms']:.0f} ms |",
                   f"| backend call p50 | {node['backend_p50_ms']:.1f} ms | |",
-                  f"| whole frame in the node p50 | {node['frame_p50_ms']:.1f} ms | |",
-                  f"| node overhead (all but the backend call) | {100 * node['overhead_share']:.0f} % of frame time "
-                  "| <= 15 % |",
+                  f"| work per frame in the node p50 (both workers) | {node['frame_p50_ms']:.1f} ms | |",
+                  f"| of which the output worker (runs beside the next inference) | {node['output_stage_p50_ms']:.1f} ms"
+                  " | |",
+                  f"| node overhead: work outside the backend call / work per frame | "
+                  f"{100 * node['overhead_share']:.0f} % | <= 15 % |",
+                  f"| node overhead on the critical path: 1 - backend / longer stage | "
+                  f"{100 * node['critical_path_overhead_share']:.0f} % | |",
                   f"| stale pairs dropped / frames out | {node['dropped_stale']} / {node['frames_out']} | bounded: "
                   "one-slot mailbox |",
                   ""]

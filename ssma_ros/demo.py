@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", default="240x320",
                    help="camera resolution HxW (default 240x320, the default model's own; try 480x640)")
     p.add_argument("--backend", default="auto", help="auto | tensorrt | onnxruntime | torch")
+    p.add_argument("--cpu-threads", type=int, default=0,
+                   help="the node's cpu_threads parameter: CPU backend threads (0 = library default)")
     p.add_argument("--bundle", default="", help="model bundle folder (default: the shipped default model)")
     p.add_argument("--drop-depth", action="store_true",
                    help="stop the depth stream from 40%% to 70%% of the run to show RGB-only fallback")
@@ -88,7 +90,7 @@ def start_node(args, out: Path) -> subprocess.Popen:
            "-r", f"aux:={NAMESPACE}/camera/aligned_depth_to_color/image_raw",
            "-r", f"camera_info:={NAMESPACE}/camera/color/camera_info",
            "-p", f"backend:={args.backend}", "-p", "aux_timeout:=0.5",
-           "-p", "diagnostics_period:=0.5"]
+           "-p", "diagnostics_period:=0.5", "-p", f"cpu_threads:={args.cpu_threads}"]
     if args.bundle:
         cmd += ["-p", f"bundle:={Path(args.bundle).resolve()}"]
     log = open(out / "node.log", "w")
@@ -287,7 +289,7 @@ def run(args) -> dict:
             "frames_by_phase": dict(scored.frames),
             "node": {k: diagnostics.get(k) for k in ("backend", "device", "precision", "aux", "rgb_only_in",
                                                      "pairs_in", "frames_out", "dropped_stale",
-                                                     "inference_p50_ms", "process_p50_ms")},
+                                                     "inference_p50_ms", "process_p50_ms", "output_p50_ms")},
         }
         if args.drop_depth:
             summary["rgb_only_frames_during_drop"] = int(diagnostics.get("rgb_only_in", 0)) - (rgb_only_before or 0)

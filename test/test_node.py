@@ -285,7 +285,27 @@ def test_flood_keeps_memory_bounded(harness_factory):
     counts = h.report_after(0.5)
     assert int(counts["dropped_stale"]) > 0, "a 200 Hz flood must overrun a CPU model and drop frames"
     assert int(counts["frames_out"]) > 0
-    assert h.node.worker.is_alive()
+    assert all(worker.is_alive() for worker in h.node.workers)
+
+
+def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factory, monkeypatch):
+    h = harness_factory(subscribe=("mask", "overlay"))
+    sample = _frame(4)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("palette exploded")
+
+    monkeypatch.setattr("ssma_ros.node.outputs.overlay", broken)
+    header = h.send(sample, t=600.0)
+    h.wait(lambda: h.by_stamp("mask", header.stamp), "the mask published before the overlay failed")
+    failed = h.report_after(0.2)
+    assert int(failed["output_errors"]) == 1 and failed["level"] == bytes([1])
+    monkeypatch.undo()
+    header = h.send(sample, t=601.0)
+    h.wait(lambda: h.by_stamp("overlay", header.stamp), "the overlay of the next frame")
+    report = h.report_after(0.2)
+    assert int(report["frames_out"]) >= 1 and float(report["output_p50_ms"]) > 0
+    assert float(report["process_p50_ms"]) >= float(report["inference_p50_ms"]) + float(report["output_p50_ms"]) - 1e-3
 
 
 def test_parameter_file_matches_declarations():

@@ -2,8 +2,11 @@
 
 ROS glue only: every computation lives in a pure module (codec, sync, segmenter, outputs, cloud,
 health). Threads: the executor runs the short subscription callbacks, which only hand the
-newest rgb/aux pair to a one-slot mailbox; one worker thread takes the newest pair, runs the
-model and publishes. A slow model therefore drops frames (counted) instead of queueing them.
+newest rgb/aux pair to a one-slot mailbox. Two workers form a pipeline: the inference worker
+takes the newest pair, decodes and encodes it and runs the model; the output worker turns the
+logits into the subscribed outputs and publishes them, while the model already runs on the next
+pair (the backends release the GIL). Each stage hands over through a one-slot mailbox, so a
+slow stage drops frames (counted) instead of queueing them.
 """
 
 from __future__ import annotations
@@ -41,10 +44,26 @@ DEPTH_ENCODINGS = ("16UC1", "32FC1")
 
 @dataclass(frozen=True)
 class Frame:
-    """What the worker serves: an rgb message and its aux partner (None = RGB alone)."""
+    """What the inference worker serves: an rgb message and its aux partner (None = RGB alone)."""
 
     rgb: Image
     aux: Image | None
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """What the output worker publishes from: one frame's decoded inputs and the model's logits."""
+
+    header: object  # std_msgs/Header of the rgb message
+    stamp: int  # ns
+    rgb: np.ndarray
+    aux: np.ndarray | None  # metres for depth
+    aux_encoding: str | None
+    camera: CameraIntrinsics | None
+    logits: np.ndarray
+    wanted: dict[str, bool]
+    inference: float  # s in the backend call
+    stage: float  # s the inference worker spent on the frame, backend call included
 
 
 def _label_info_type():
@@ -67,8 +86,9 @@ class SegmentNode(Node):
         self._camera_info: CameraInfo | None = None  # the newest one
         self._last_stamp = -1
         self.segmenter: Segmenter | None = None
-        self.slot = LatestSlot()
-        self.worker: threading.Thread | None = None
+        self.slot = LatestSlot()  # synchronised input -> inference worker
+        self.inferred = LatestSlot()  # inference worker -> output worker
+        self.workers: list[threading.Thread] = []
         self.configure()
 
         out_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
@@ -95,8 +115,12 @@ class SegmentNode(Node):
             self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
 
         self._running = True
-        self.worker = threading.Thread(target=self._serve, name="ssma_worker", daemon=True)
-        self.worker.start()
+        self.workers = [threading.Thread(target=self._serve, args=(self.slot, self._infer, "inference_errors"),
+                                         name="ssma_inference", daemon=True),
+                        threading.Thread(target=self._serve, args=(self.inferred, self._publish, "output_errors"),
+                                         name="ssma_outputs", daemon=True)]
+        for worker in self.workers:
+            worker.start()
         self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
         inputs = ", ".join(self.resolve_topic_name(t) for t in (("rgb", "aux", "camera_info") if self.sync else
                                                                  ("rgb", "camera_info")))
@@ -126,8 +150,9 @@ class SegmentNode(Node):
     def destroy_node(self) -> None:
         self._running = False
         self.slot.close()
-        if self.worker is not None and self.worker.is_alive():
-            self.worker.join(timeout=5.0)
+        self.inferred.close()
+        for worker in self.workers:
+            worker.join(timeout=5.0)
         self.cleanup()
         super().destroy_node()
 
@@ -163,22 +188,24 @@ class SegmentNode(Node):
         if self.slot.put(frame):
             self.health.count("dropped_stale")
 
-    # -- the worker ---------------------------------------------------------------------------
+    # -- the workers --------------------------------------------------------------------------
 
-    def _serve(self) -> None:
+    def _serve(self, slot: LatestSlot, handle, failures: str) -> None:
+        """Worker loop: handle the newest item of `slot` until the node stops."""
         while self._running:
-            frame = self.slot.take(timeout=0.5)
-            if frame is None:
+            item = slot.take(timeout=0.5)
+            if item is None:
                 continue
             try:
-                self._process(frame)
-            except Exception as exc:  # a model failure must not end the node; count and say it
-                self._bad("inference_errors", f"frame skipped: {type(exc).__name__}: {exc}")
+                handle(item)
+            except Exception as exc:  # a model or output failure must not end the node; count and say it
+                self._bad(failures, f"frame skipped: {type(exc).__name__}: {exc}")
 
     def _wanted(self) -> dict[str, bool]:
         return {name: pub.get_subscription_count() > 0 for name, pub in self.pubs.items()}
 
-    def _process(self, frame: Frame) -> None:
+    def _infer(self, frame: Frame) -> None:
+        """Inference stage: decode, encode as in training, run the model, hand over the logits."""
         wanted = self._wanted()
         if not any(wanted.values()):
             return  # nobody listens: do no work
@@ -192,18 +219,24 @@ class SegmentNode(Node):
             return
         rgb, aux, aux_encoding = decoded
         self._last_stamp = stamp
-        height, width = rgb.shape[:2]
-        camera = self._intrinsics(width, height)
+        camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
         inputs = self.segmenter.inputs(rgb, aux, aux_encoding, camera)
         inference_start = time.perf_counter()
         logits = self.segmenter.infer(inputs)
         inference = time.perf_counter() - inference_start
+        done = Inferred(frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted, inference,
+                        time.perf_counter() - started)
+        if self.inferred.put(done):
+            self.health.count("dropped_inferred")
 
+    def _publish(self, frame: Inferred) -> None:
+        """Output stage: mask, confidence, overlay and cloud at the input resolution, for subscribers."""
+        started = time.perf_counter()
+        wanted, header, rgb = frame.wanted, frame.header, frame.rgb
         need_mask = wanted["mask"] or wanted["overlay"] or wanted["cloud"]
         need_conf = wanted["confidence"] or wanted["confidence_float"]
-        mask, conf = outputs.postprocess(logits, (height, width), need_confidence=need_conf,
+        mask, conf = outputs.postprocess(frame.logits, rgb.shape[:2], need_confidence=need_conf,
                                          upsampling=self.params.upsampling)
-        header = frame.rgb.header
         if wanted["mask"]:
             self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
         if wanted["confidence"]:
@@ -216,9 +249,11 @@ class SegmentNode(Node):
             image = outputs.overlay(rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices)
             self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
         if wanted["cloud"] and need_mask:
-            self._publish_cloud(header, aux, aux_encoding, camera, mask, rgb)
+            self._publish_cloud(header, frame.aux, frame.aux_encoding, frame.camera, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
-        self.health.frame_done(time.monotonic(), (now_ros - stamp) / 1e9, inference, time.perf_counter() - started)
+        output = time.perf_counter() - started
+        self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, frame.inference,
+                               frame.stage + output, output)
 
     def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
         """Messages -> (rgb uint8 HxWx3, aux or None, its encoding); None if unusable. Depth is
@@ -296,7 +331,8 @@ class SegmentNode(Node):
         aux_ok = self.sync is None or not self.aux_monitor.stalled
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
                                   hardware_id=backend.device if backend else "")
-        problems = sum(report[k] for k in ("bad_encoding", "bad_image", "size_mismatch", "inference_errors"))
+        problems = sum(report[k] for k in ("bad_encoding", "bad_image", "size_mismatch", "inference_errors",
+                                           "output_errors"))
         if not aux_ok:
             status.level, status.message = DiagnosticStatus.WARN, "aux stream stalled: serving RGB only"
         elif problems:
