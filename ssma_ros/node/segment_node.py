@@ -24,7 +24,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-from std_msgs.msg import String
+from std_msgs.msg import Header, String
 
 from ssma_ros.bundle import load_bundle
 from ssma_ros.data.encodings import CameraIntrinsics, depth_to_metres
@@ -54,7 +54,7 @@ class Frame:
 class Inferred:
     """What the output worker publishes from: one frame's decoded inputs and the model's logits."""
 
-    header: object  # std_msgs/Header of the rgb message
+    header: Header  # of the rgb message
     stamp: int  # ns
     rgb: np.ndarray
     aux: np.ndarray | None  # metres for depth
