@@ -79,8 +79,9 @@ def use_large_image_transport() -> str:
     from ssma_ros.share import share_file
 
     profile = str(share_file("config/fastdds_large_images.xml"))
-    for name in names:
-        os.environ[name] = profile
+    # Fast DDS 2.x (Humble, Jazzy) reads only the old name; 3.x (Kilted, the pip wheels) warns on it.
+    old_fast_dds = os.environ.get("ROS_DISTRO") in ("humble", "iron", "jazzy")
+    os.environ[names[1] if old_fast_dds else names[0]] = profile
     return profile
 
 
@@ -152,6 +153,11 @@ def run(args) -> dict:
     n_frames = int(min(40, max(1, args.rate * args.duration)))
     first = SPLITS["test"]  # scenes no training run or checkpoint selection saw
     frames = [scenes.sample(first + i, args.condition, args.strength) for i in range(n_frames)]
+    # The camera's messages are built once per distinct frame (only the header changes per send),
+    # so playing the camera costs this process little CPU, as a driver written in C++ would.
+    images = [(numpy_to_image(f.rgb, "rgb8"),
+               numpy_to_image(np.where(np.isfinite(f.depth), np.round(f.depth * 1000), 0).astype(np.uint16), "16UC1"))
+              for f in frames]
 
     rclpy.init()
     node = rclpy.create_node("ssma_demo", namespace=NAMESPACE)
@@ -248,10 +254,11 @@ def run(args) -> dict:
                 cam = frame.camera
                 info.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
                 pub_info.publish(info)
-                pub_rgb.publish(numpy_to_image(frame.rgb, "rgb8", header))
+                rgb_msg, depth_msg = images[index]
+                rgb_msg.header = depth_msg.header = header
+                pub_rgb.publish(rgb_msg)
                 if phase != PHASES[1]:
-                    depth_mm = np.where(np.isfinite(frame.depth), np.round(frame.depth * 1000), 0).astype(np.uint16)
-                    pub_depth.publish(numpy_to_image(depth_mm, "16UC1", header))
+                    pub_depth.publish(depth_msg)
                 sent += 1
                 with lock:
                     done = sum(scored.frames.values())
@@ -289,7 +296,8 @@ def run(args) -> dict:
             "frames_by_phase": dict(scored.frames),
             "node": {k: diagnostics.get(k) for k in ("backend", "device", "precision", "aux", "rgb_only_in",
                                                      "pairs_in", "frames_out", "dropped_stale",
-                                                     "inference_p50_ms", "process_p50_ms", "output_p50_ms")},
+                                                     "input_p50_ms", "inference_p50_ms", "output_p50_ms",
+                                                     "process_p50_ms")},
         }
         if args.drop_depth:
             summary["rgb_only_frames_during_drop"] = int(diagnostics.get("rgb_only_in", 0)) - (rgb_only_before or 0)

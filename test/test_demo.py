@@ -39,10 +39,15 @@ def test_large_image_profile_gives_the_default_participant_a_big_shared_memory_s
 
 
 def test_demo_sets_the_profile_unless_one_is_set(no_dds_profile, monkeypatch):
+    monkeypatch.delenv("ROS_DISTRO", raising=False)  # the pip wheels: Kilted, Fast DDS 3
     assert Path(demo.use_large_image_transport()) == PROFILE
-    assert all(Path(os.environ[name]) == PROFILE for name in PROFILE_VARS)
+    assert Path(os.environ["FASTDDS_DEFAULT_PROFILES_FILE"]) == PROFILE
+    assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ  # Fast DDS 3 warns about the old name
+    os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE")
+    monkeypatch.setenv("ROS_DISTRO", "humble")
+    assert Path(demo.use_large_image_transport()) == PROFILE
+    assert Path(os.environ["FASTRTPS_DEFAULT_PROFILES_FILE"]) == PROFILE
     monkeypatch.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", "/etc/robot/dds.xml")
-    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE")
     assert demo.use_large_image_transport() == "/etc/robot/dds.xml (yours)"
     assert "FASTDDS_DEFAULT_PROFILES_FILE" not in os.environ
 

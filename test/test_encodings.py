@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssma_ros.data import encodings as enc
 from ssma_ros.data.encodings import CameraIntrinsics
@@ -26,6 +28,16 @@ def test_32fc1_metres_every_invalid_value_becomes_nan():
     expected[1, 2] = 2.5
     np.testing.assert_array_equal(metres, expected)
     assert not np.isnan(raw[1, 2]) and raw[0, 0] == 0  # the input is not modified
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from(["16UC1", "32FC1"]), st.lists(st.sampled_from(
+    [0.0, np.nan, np.inf, -np.inf, -1.0, 0.4, 2.5, 65.535]), min_size=1, max_size=6))
+def test_has_valid_depth_agrees_with_depth_to_metres(encoding, values):
+    raw = np.array(values, np.float32)[None]
+    if encoding == "16UC1":
+        raw = np.where(np.isfinite(raw) & (raw > 0), raw * 1000, 0).astype(np.uint16)
+    assert enc.has_valid_depth(raw, encoding) == bool(np.isfinite(enc.depth_to_metres(raw, encoding)).any())
 
 
 @pytest.mark.parametrize(

@@ -94,6 +94,15 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     return metres
 
 
+def has_valid_depth(depth: np.ndarray, encoding: str) -> bool:
+    """Whether any pixel of a sensor depth image is valid in the sense of :func:`depth_to_metres`,
+    without converting the image."""
+    if encoding == "16UC1":
+        return bool(depth.any())
+    with np.errstate(invalid="ignore"):
+        return bool(np.any((depth > 0) & (depth < np.inf)))  # NaN, -inf, 0 and +inf fail one test
+
+
 def _check_range(low: float, high: float, what: str) -> None:
     if not (np.isfinite(low) and np.isfinite(high) and high > low):
         raise ValueError(f"{what} range must be finite with max > min, got ({low}, {high})")

@@ -92,21 +92,25 @@ class Health:
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._latency = deque(maxlen=latency_window)  # seconds, stamp-to-publish
         self._inference = deque(maxlen=latency_window)  # seconds in backend.infer
+        self._input = deque(maxlen=latency_window)  # seconds decoding and encoding the inputs
+        self._output = deque(maxlen=latency_window)  # seconds making and publishing the outputs
         self._process = deque(maxlen=latency_window)  # seconds both workers spent on the frame
-        self._output = deque(maxlen=latency_window)  # seconds of it in the output worker
         self._published = deque(maxlen=latency_window)  # monotonic publish times
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n  # KeyError for a misspelt counter: caught by the tests
 
-    def frame_done(self, now: float, latency: float, inference: float, process: float, output: float) -> None:
+    def frame_done(self, now: float, latency: float, inputs: float, inference: float, output: float) -> None:
+        """A frame's outputs are out: its stamp-to-publish latency and the seconds spent on its
+        inputs and in the backend (inference worker) and on its outputs (output worker)."""
         with self._lock:
             self._counts["frames_out"] += 1
             self._latency.append(latency)
+            self._input.append(inputs)
             self._inference.append(inference)
-            self._process.append(process)
             self._output.append(output)
+            self._process.append(inputs + inference + output)
             self._published.append(now)
 
     def counts(self) -> dict[str, int]:
@@ -115,15 +119,15 @@ class Health:
 
     def report(self, now: float) -> dict[str, float | int]:
         """Counters, output rate, and p50/p95 (ms) over the recent window of: latency (input stamp
-        to publish), inference (the backend call), process (all both workers did for a frame) and
-        output (the output worker's share of it)."""
+        to publish), input (decoding and encoding), inference (the backend call), output (making
+        and publishing the outputs) and process (all three)."""
         with self._lock:
             out: dict[str, float | int] = dict(self._counts)
             recent = [t for t in self._published if now - t <= 5.0]
             span = (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
             out["output_rate_hz"] = (len(recent) - 1) / span if span > 0 else 0.0
-            series = (("latency", self._latency), ("inference", self._inference), ("process", self._process),
-                      ("output", self._output))
+            series = (("latency", self._latency), ("input", self._input), ("inference", self._inference),
+                      ("output", self._output), ("process", self._process))
             for name, values in series:
                 if values:
                     p50, p95 = np.percentile(np.fromiter(values, float), [50, 95]) * 1000.0

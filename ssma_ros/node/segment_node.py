@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from ssma_ros.bundle import load_bundle
-from ssma_ros.data.encodings import CameraIntrinsics, depth_to_metres
+from ssma_ros.data.encodings import CameraIntrinsics, depth_to_metres, has_valid_depth
 from ssma_ros.node import cloud, outputs
 from ssma_ros.node.codec import ImageFormatError, make_converter, to_rgb8
 from ssma_ros.node.health import AuxMonitor, Health, Throttle
@@ -62,8 +62,8 @@ class Inferred:
     camera: CameraIntrinsics | None
     logits: np.ndarray
     wanted: dict[str, bool]
+    inputs: float  # s decoding and encoding the inputs
     inference: float  # s in the backend call
-    stage: float  # s the inference worker spent on the frame, backend call included
 
 
 def _label_info_type():
@@ -224,8 +224,8 @@ class SegmentNode(Node):
         inference_start = time.perf_counter()
         logits = self.segmenter.infer(inputs)
         inference = time.perf_counter() - inference_start
-        done = Inferred(frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted, inference,
-                        time.perf_counter() - started)
+        done = Inferred(frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted,
+                        inference_start - started, inference)
         if self.inferred.put(done):
             self.health.count("dropped_inferred")
 
@@ -252,13 +252,11 @@ class SegmentNode(Node):
             self._publish_cloud(header, frame.aux, frame.aux_encoding, frame.camera, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
         output = time.perf_counter() - started
-        self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, frame.inference,
-                               frame.stage + output, output)
+        self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, frame.inputs, frame.inference,
+                               output)
 
     def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
-        """Messages -> (rgb uint8 HxWx3, aux or None, its encoding); None if unusable. Depth is
-        converted to float32 metres (NaN = invalid, encoding "32FC1") here, once per frame, for
-        the model input and the cloud alike."""
+        """Messages -> (rgb uint8 HxWx3, raw aux or None, aux encoding); None if unusable."""
         try:
             rgb = to_rgb8(self.converter.image_to_numpy(frame.rgb), frame.rgb.encoding)
         except ImageFormatError as exc:
@@ -281,11 +279,9 @@ class SegmentNode(Node):
                                        f"{aux.shape[0]}: publish aux registered to the rgb camera "
                                        "(e.g. aligned depth)")
             return None
-        if encoding in DEPTH_ENCODINGS:
-            aux, encoding = depth_to_metres(aux, encoding), "32FC1"
-            if not np.isfinite(aux).any():
-                self._bad("aux_all_invalid", "depth frame has no valid pixel: serving this frame from RGB alone")
-                return rgb, None, None
+        if encoding in DEPTH_ENCODINGS and not has_valid_depth(aux, encoding):
+            self._bad("aux_all_invalid", "depth frame has no valid pixel: serving this frame from RGB alone")
+            return rgb, None, None
         return rgb, aux, encoding
 
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
@@ -304,7 +300,9 @@ class SegmentNode(Node):
         if camera is None:
             self._bad("no_camera_info", "no camera_info received yet: ~/cloud needs it")
             return
-        self.pubs["cloud"].publish(cloud.semantic_cloud(header, aux, camera, mask, rgb))  # aux: metres
+        # Full-resolution metres only here: the model input converts the pixels it samples.
+        depth_m = depth_to_metres(aux, aux_encoding)
+        self.pubs["cloud"].publish(cloud.semantic_cloud(header, depth_m, camera, mask, rgb))
 
     # -- outputs that are not per frame -------------------------------------------------------
 
