@@ -62,6 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bundle", default="", help="model bundle folder (default: the shipped default model)")
     p.add_argument("--drop-depth", action="store_true",
                    help="stop the depth stream from 40%% to 70%% of the run to show RGB-only fallback")
+    p.add_argument("--no-overlay", action="store_true",
+                   help="listen to mask and confidence only, as a navigation stack does (no picture then)")
     p.add_argument("--seed", type=int, default=0,
                    help="scene seed; with 0 the frames are the test split the model card is scored on")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the summary and picture")
@@ -212,7 +214,8 @@ def run(args) -> dict:
                     diagnostics["message"] = status.message
 
     node.create_subscription(Image, "ssma_segmentation/mask", on_mask, qos_profile_sensor_data)
-    node.create_subscription(Image, "ssma_segmentation/overlay", on_overlay, qos_profile_sensor_data)
+    if not args.no_overlay:
+        node.create_subscription(Image, "ssma_segmentation/overlay", on_overlay, qos_profile_sensor_data)
     node.create_subscription(Image, "ssma_segmentation/confidence", on_confidence, qos_profile_sensor_data)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     executor = MultiThreadedExecutor(num_threads=2)
