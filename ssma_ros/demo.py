@@ -321,7 +321,8 @@ def print_summary(s: dict) -> None:
     print(f"frames        {s['frames_sent']} sent, {s['masks_received']} masks received "
           f"({s['output_rate_hz']:.1f} Hz out); node dropped {node['dropped_stale']} stale pairs")
     print(f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms "
-          f"(node: inference p50 {node['inference_p50_ms']} ms, whole frame p50 {node['process_p50_ms']} ms)")
+          f"(node p50: inputs {node['input_p50_ms']} ms, inference {node['inference_p50_ms']} ms, "
+          f"outputs {node['output_p50_ms']} ms)")
     print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
     if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
         for phase in PHASES:
