@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ssma_ros.model.info import parse_size
+
 NAMESPACE = "/demo"
 NODE = f"{NAMESPACE}/ssma_segmentation"
 FRAME_ID = "camera_color_optical_frame"
@@ -54,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=10.0, help="camera frame rate in Hz (default 10)")
     p.add_argument("--condition", default="clear", help="clear | fog | night | glare | rain")
     p.add_argument("--strength", type=float, default=1.0, help="strength of the condition, 0..1")
-    p.add_argument("--size", default="240x320",
+    p.add_argument("--size", type=parse_size, default="240x320",
                    help="camera resolution HxW (default 240x320, the default model's own; try 480x640)")
     p.add_argument("--backend", default="auto", help="auto | tensorrt | onnxruntime | torch")
     p.add_argument("--cpu-threads", type=int, default=0,
@@ -146,7 +148,7 @@ def run(args) -> dict:
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    height, width = (int(v) for v in args.size.lower().split("x"))
+    height, width = args.size
     dds_profile = use_large_image_transport()  # before this process or the node starts DDS
     node_proc = start_node(args, out)
 

@@ -95,15 +95,15 @@ def postprocess(logits: np.ndarray, out_size: tuple[int, int], need_confidence: 
     """
     if upsampling not in UPSAMPLING:
         raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
-    if upsampling == "bilinear":
-        scores = resize_logits(logits, out_size)
-        return class_mask(scores), (max_probability(scores) if need_confidence else None)
-    scores = resize_logits(logits, logits.shape[-2:])  # checks the shape; the planes as they are
     height, width = int(out_size[0]), int(out_size[1])
     if height <= 0 or width <= 0:
         raise ValueError(f"out_size must be positive (H, W), got {out_size}")
-    mask = resize_nearest(class_mask(scores), height, width)
-    confidence = resize_nearest(max_probability(scores), height, width) if need_confidence else None
+    scores = resize_logits(logits, (height, width) if upsampling == "bilinear" else logits.shape[-2:])
+    mask = class_mask(scores)
+    confidence = max_probability(scores) if need_confidence else None
+    if upsampling == "nearest":  # no-ops when the sizes already agree
+        mask = resize_nearest(mask, height, width)
+        confidence = None if confidence is None else resize_nearest(confidence, height, width)
     return mask, confidence
 
 

@@ -27,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from ssma_ros.bundle import load_bundle
-from ssma_ros.data.encodings import CameraIntrinsics, depth_to_metres, has_valid_depth
+from ssma_ros.data.encodings import DEPTH_ENCODINGS, CameraIntrinsics, depth_to_metres, has_valid_depth
 from ssma_ros.node import cloud, outputs
 from ssma_ros.node.codec import ImageFormatError, make_converter, to_rgb8
 from ssma_ros.node.health import AuxMonitor, Health, Throttle
@@ -39,7 +39,6 @@ from ssma_ros.runtime import load_backend
 from ssma_ros.runtime.base import BackendUnavailable
 
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-DEPTH_ENCODINGS = ("16UC1", "32FC1")
 
 
 @dataclass(frozen=True)
@@ -233,7 +232,6 @@ class SegmentNode(Node):
         """Output stage: mask, confidence, overlay and cloud at the input resolution, for subscribers."""
         started = time.perf_counter()
         wanted, header, rgb = frame.wanted, frame.header, frame.rgb
-        need_mask = wanted["mask"] or wanted["overlay"] or wanted["cloud"]
         need_conf = wanted["confidence"] or wanted["confidence_float"]
         mask, conf = outputs.postprocess(frame.logits, rgb.shape[:2], need_confidence=need_conf,
                                          upsampling=self.params.upsampling)
@@ -248,7 +246,7 @@ class SegmentNode(Node):
             bundle = self.segmenter.bundle
             image = outputs.overlay(rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices)
             self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
-        if wanted["cloud"] and need_mask:
+        if wanted["cloud"]:
             self._publish_cloud(header, frame.aux, frame.aux_encoding, frame.camera, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
         output = time.perf_counter() - started
