@@ -1,9 +1,10 @@
 """ssma-demo: the segmentation node live on a synthetic RGB-D camera, scored against ground truth.
 
-Three parts talk over DDS exactly as on a robot: `segment_node` runs as its own process (the
-command `ros2 run` would start); this process plays the camera (rgb8 + 16UC1 depth +
-camera_info from the synthetic scene generator) and the listener (scores each mask against the
-generator's labels, measures latency). It ends with a summary and a picture strip.
+Three processes talk over DDS as on a robot: `segment_node` (the command `ros2 run` would
+start), the camera (`ssma_ros.sim_camera`: rgb8 + 16UC1 depth + camera_info from the synthetic
+scene generator) and this one, the listener, which scores each mask against the generator's
+labels and measures latency. Separate processes keep the listener's Python work from delaying
+the camera (one interpreter lock each). It ends with a summary and a picture strip.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ssma_ros.model.info import parse_size
+from ssma_ros.sim_camera import PHASES, save_frames
 
 NAMESPACE = "/demo"
 NODE = f"{NAMESPACE}/ssma_segmentation"
-FRAME_ID = "camera_color_optical_frame"
-PHASES = ("before drop", "depth dropped", "after drop")
 
 
 @dataclass
@@ -134,72 +134,91 @@ def save_strip(kept: list[dict], classes, path: Path) -> None:
     plt.close(fig)
 
 
+def start_camera(args, frames_file: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ssma_ros.sim_camera", str(frames_file), "--rate", str(args.rate),
+           "--duration", str(args.duration), "--namespace", NAMESPACE] + (["--drop-depth"] if args.drop_depth else [])
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run(args) -> dict:
     import rclpy
+    import torch
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
-    from sensor_msgs.msg import CameraInfo, Image
+    from sensor_msgs.msg import Image
     from tqdm import tqdm
 
     from ssma_ros.data.synthetic import CLASSES, SPLITS, SyntheticScenes
-    from ssma_ros.node.codec import image_to_numpy, numpy_to_image
+    from ssma_ros.node.codec import image_to_numpy
     from ssma_ros.train.metrics import scores
 
+    torch.set_num_threads(1)  # scoring one mask is small work: leave the cores to the camera and node
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     height, width = args.size
-    dds_profile = use_large_image_transport()  # before this process or the node starts DDS
+    dds_profile = use_large_image_transport()  # before any process here starts DDS
     node_proc = start_node(args, out)
 
-    # Pre-render a loop of frames so the camera keeps its rate whatever the CPU is doing.
+    # The camera plays a loop of pre-rendered frames, so it keeps its rate whatever the CPU does.
     scenes = SyntheticScenes(height, width, seed=args.seed)
     n_frames = int(min(40, max(1, args.rate * args.duration)))
     first = SPLITS["test"]  # scenes no training run or checkpoint selection saw
     frames = [scenes.sample(first + i, args.condition, args.strength) for i in range(n_frames)]
-    # The camera's messages are built once per distinct frame (only the header changes per send),
-    # so playing the camera costs this process little CPU, as a driver written in C++ would.
-    images = [(numpy_to_image(f.rgb, "rgb8"),
-               numpy_to_image(np.where(np.isfinite(f.depth), np.round(f.depth * 1000), 0).astype(np.uint16), "16UC1"))
-              for f in frames]
+    frames_file = out / "frames.npz"
+    save_frames(frames_file, [f.rgb for f in frames], [f.depth for f in frames],
+                [(f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy) for f in frames])
 
     rclpy.init()
     node = rclpy.create_node("ssma_demo", namespace=NAMESPACE)
-    pub_rgb = node.create_publisher(Image, "camera/color/image_raw", qos_profile_sensor_data)
-    pub_depth = node.create_publisher(Image, "camera/aligned_depth_to_color/image_raw", qos_profile_sensor_data)
-    pub_info = node.create_publisher(CameraInfo, "camera/color/camera_info", qos_profile_sensor_data)
     truth: OrderedDict[int, tuple[int, str, float]] = OrderedDict()  # stamp -> (frame, phase, t); bounded
+    known = threading.Condition()  # guards truth; notified when the camera reports a frame
     scored = Scored(len(CLASSES))
     overlays: dict[int, np.ndarray] = {}
-    lock = threading.Lock()
+    lock = threading.Lock()  # guards scored, overlays and diagnostics
     diagnostics: dict[str, str] = {}
-    start = [0.0]
+
+    def frame_of(msg: Image) -> tuple[int, tuple[int, str, float] | None]:
+        """The stamp and what the camera sent under it (it reports each frame before sending it)."""
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        with known:
+            known.wait_for(lambda: stamp in truth, timeout=1.0)
+            return stamp, truth.get(stamp)
 
     def on_mask(msg: Image) -> None:
-        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        arrived = time.time()
+        stamp, entry = frame_of(msg)
+        if entry is None:
+            return
+        mask = image_to_numpy(msg)
         with lock:
-            entry = truth.get(stamp)
-            if entry is None:
-                return
-            index, phase, t = entry
-            scored.latencies.append(time.time() - stamp / 1e9)
+            scored.latencies.append(arrived - stamp / 1e9)
             scored.arrivals.append(time.monotonic())
-            mask = image_to_numpy(msg)
-            scored.add(phase, mask, frames[index].label)
+            scored.add(entry[1], mask, frames[entry[0]].label)
 
     def on_overlay(msg: Image) -> None:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        image = image_to_numpy(msg)
         with lock:
-            overlays[stamp] = image_to_numpy(msg)
+            overlays[stamp] = image
             while len(overlays) > 8:
                 overlays.pop(next(iter(overlays)))
 
     keep_at = (0.2, 0.5, 0.6, 0.85)  # fractions of the run: before, during (2x) and after a depth drop
 
     def on_confidence(msg: Image) -> None:
-        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        stamp, entry = frame_of(msg)
         with lock:
-            entry, overlay = truth.get(stamp), overlays.get(stamp)
+            overlay = overlays.get(stamp)
             if entry is None or overlay is None or len(scored.kept) == len(keep_at):
                 return
             index, phase, t = entry
@@ -220,68 +239,53 @@ def run(args) -> dict:
         node.create_subscription(Image, "ssma_segmentation/overlay", on_overlay, qos_profile_sensor_data)
     node.create_subscription(Image, "ssma_segmentation/confidence", on_confidence, qos_profile_sensor_data)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
+    camera_proc = None
     try:
-        # The node starts by loading its model; wait until it subscribes to the camera.
+        # The node starts by loading its model; its outputs exist once it has.
         deadline = time.monotonic() + 120
-        while node.count_subscribers(pub_rgb.topic_name) == 0:
+        while node.count_publishers(f"{NODE}/mask") == 0:
             if node_proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("segment_node did not start; its log:\n" + (out / "node.log").read_text())
             time.sleep(0.1)
+        camera_proc = start_camera(args, frames_file)
         print(f"ssma-demo: node up; streaming {n_frames} distinct {args.condition} frames at {args.rate:g} Hz "
               f"({width}x{height}) for {args.duration:g} s")
         rgb_only_before = None
-        start[0] = time.monotonic()
-        period = 1.0 / args.rate
+        start = None
         sent = 0
-        with tqdm(total=int(args.duration * args.rate), unit="frame", desc="ssma-demo", mininterval=1.0) as bar:
-            while (t := time.monotonic() - start[0]) < args.duration:
-                phase = PHASES[0]
-                if args.drop_depth:
-                    phase = PHASES[1] if 0.4 <= t / args.duration < 0.7 else (PHASES[2] if t / args.duration >= 0.7
-                                                                            else PHASES[0])
-                    if phase == PHASES[1] and rgb_only_before is None:
-                        with lock:
-                            rgb_only_before = int(diagnostics.get("rgb_only_in", 0))
-                index = sent % n_frames
-                frame = frames[index]
-                stamp = node.get_clock().now()
-                header = Image().header
-                header.stamp, header.frame_id = stamp.to_msg(), FRAME_ID
-                with lock:
-                    truth[stamp.nanoseconds] = (index, phase, t)
+        with tqdm(total=int(round(args.duration * args.rate)), unit="frame", desc="ssma-demo", mininterval=1.0) as bar:
+            for line in camera_proc.stdout:  # one line per frame sent, until the camera ends
+                stamp, index, phase_index = (int(v) for v in line.split())
+                start = time.monotonic() if start is None else start
+                sent += 1
+                phase = PHASES[phase_index]
+                with known:
+                    truth[stamp] = (index, phase, time.monotonic() - start)
                     while len(truth) > 200:
                         truth.popitem(last=False)
-                info = CameraInfo(header=header, width=width, height=height)
-                cam = frame.camera
-                info.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
-                pub_info.publish(info)
-                rgb_msg, depth_msg = images[index]
-                rgb_msg.header = depth_msg.header = header
-                pub_rgb.publish(rgb_msg)
-                if phase != PHASES[1]:
-                    pub_depth.publish(depth_msg)
-                sent += 1
+                    known.notify_all()
                 with lock:
+                    if phase == "depth dropped" and rgb_only_before is None:
+                        rgb_only_before = int(diagnostics.get("rgb_only_in", 0))
                     done = sum(scored.frames.values())
                     miou = scores(sum(scored.confusion.values())).miou if scored.confusion else float("nan")
                 bar.set_postfix(masks=done, mIoU=f"{100 * miou:.1f}", refresh=False)
                 bar.update(1)
-                time.sleep(max(0.0, start[0] + sent * period - time.monotonic()))
+        if camera_proc.wait() != 0:
+            raise RuntimeError(f"the camera process failed (exit {camera_proc.returncode})")
         time.sleep(1.0)  # let the last frames and a diagnostics message arrive
     finally:
+        if camera_proc is not None:
+            stop(camera_proc)
         executor.shutdown(timeout_sec=2)
         node.destroy_node()
         rclpy.try_shutdown()
-        if node_proc.poll() is None:
-            node_proc.send_signal(signal.SIGINT)
-            try:
-                node_proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                node_proc.kill()
+        stop(node_proc)
+        frames_file.unlink(missing_ok=True)
 
     with lock:
         total = sum(scored.confusion.values()) if scored.confusion else np.zeros((1, 1))

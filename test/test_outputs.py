@@ -38,7 +38,8 @@ def reference(logits: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray
 def test_postprocess_matches_upsample_softmax_argmax(num_classes, size, out_size):
     rng = np.random.default_rng(num_classes)
     logits = (rng.standard_normal((1, num_classes, *size)) * 3).astype(np.float32)
-    mask, confidence = postprocess(logits, out_size, upsampling="bilinear")
+    seg = postprocess(logits, out_size, upsampling="bilinear")
+    mask, confidence = seg.mask, seg.confidence()
     ref_mask, ref_conf = reference(logits, out_size)
     assert mask.dtype == np.uint8 and mask.shape == out_size
     assert confidence.dtype == np.float32 and confidence.shape == out_size
@@ -56,7 +57,8 @@ def test_postprocess_matches_upsample_softmax_argmax(num_classes, size, out_size
 def test_nearest_upsampling_takes_each_pixel_from_its_network_pixel(num_classes, size, out_size):
     rng = np.random.default_rng(num_classes)
     logits = (rng.standard_normal((1, num_classes, *size)) * 3).astype(np.float32)
-    mask, confidence = postprocess(logits, out_size)  # nearest is the default
+    seg = postprocess(logits, out_size)  # nearest is the default
+    mask, confidence = seg.mask, seg.confidence()
     ref_mask, ref_conf = reference(logits, size)  # at the network resolution
     # The output pixel centre (i + 0.5) * h / H lies in network row floor(...), likewise columns.
     rows = ((np.arange(out_size[0]) + 0.5) * size[0] / out_size[0]).astype(int)
@@ -70,8 +72,8 @@ def test_nearest_and_bilinear_agree_away_from_class_borders():
     """Smooth scores (a left/right split): the two modes differ only next to the border."""
     logits = np.zeros((1, 2, 6, 8), np.float32)
     logits[0, 1, :, 4:] = 5.0
-    nearest, _ = postprocess(logits, (12, 16))
-    bilinear, _ = postprocess(logits, (12, 16), upsampling="bilinear")
+    nearest = postprocess(logits, (12, 16)).mask
+    bilinear = postprocess(logits, (12, 16), upsampling="bilinear").mask
     differ = np.argwhere(nearest != bilinear)
     assert np.all(np.abs(differ[:, 1] - 8) <= 1)
     with pytest.raises(ValueError, match="upsampling must be one of"):
@@ -81,16 +83,18 @@ def test_nearest_and_bilinear_agree_away_from_class_borders():
 @pytest.mark.parametrize("upsampling", ["nearest", "bilinear"])
 def test_mask_alone_skips_confidence_and_gives_the_same_mask(upsampling):
     logits = np.random.default_rng(1).standard_normal((1, 5, 4, 6)).astype(np.float32)
-    mask_only, nothing = postprocess(logits, (8, 12), need_confidence=False, upsampling=upsampling)
-    mask, _ = postprocess(logits, (8, 12), upsampling=upsampling)
-    assert nothing is None
-    np.testing.assert_array_equal(mask_only, mask)
+    mask_only = postprocess(logits, (8, 12), need_confidence=False, upsampling=upsampling)
+    mask = postprocess(logits, (8, 12), upsampling=upsampling).mask
+    assert mask_only.scored_confidence is None
+    with pytest.raises(ValueError, match="need_confidence=False"):
+        mask_only.confidence_mono8()
+    np.testing.assert_array_equal(mask_only.mask, mask)
 
 
 def test_same_size_logits_are_not_resized():
     logits = np.random.default_rng(2).standard_normal((1, 4, 5, 6)).astype(np.float32)
     np.testing.assert_array_equal(resize_logits(logits, (5, 6)), logits[0])
-    mask, _ = postprocess(logits, (5, 6))
+    mask = postprocess(logits, (5, 6)).mask
     np.testing.assert_array_equal(mask, logits[0].argmax(axis=0))
 
 
@@ -107,7 +111,8 @@ def test_confidence_is_stable_for_huge_logits_and_bounded():
     logits = np.repeat(np.repeat(logits, 2, axis=2), 3, axis=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow warnings
-        mask, confidence = postprocess(logits, (2, 3))
+        seg = postprocess(logits, (2, 3))
+        mask, confidence = seg.mask, seg.confidence()
     assert np.all(mask == 0)
     expected = 1.0 / (1.0 + np.exp(-1.0))  # only the 9999 logit competes
     np.testing.assert_allclose(confidence, expected, atol=1e-6)
@@ -178,3 +183,13 @@ def test_bad_logits_rejected(upsampling):
         postprocess(np.zeros((1, 300, 2, 2), np.float32), (4, 4), upsampling=upsampling)
     with pytest.raises(ValueError, match="out_size"):
         postprocess(np.zeros((1, 3, 2, 2), np.float32), (0, 4), upsampling=upsampling)
+
+
+@pytest.mark.parametrize("upsampling", ["nearest", "bilinear"])
+def test_mono8_confidence_sampled_up_equals_the_float_confidence_converted(upsampling):
+    """The mono8 image is converted at the argmax resolution, then sampled: the same pixels."""
+    logits = (np.random.default_rng(3).standard_normal((1, 6, 6, 8)) * 2).astype(np.float32)
+    seg = postprocess(logits, (15, 20), upsampling=upsampling)
+    mono8 = seg.confidence_mono8()
+    assert mono8.shape == (15, 20) and mono8.dtype == np.uint8
+    np.testing.assert_array_equal(mono8, confidence_to_mono8(seg.confidence()))

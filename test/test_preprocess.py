@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from ssma_ros.data.encodings import CameraIntrinsics
 from ssma_ros.data.preprocess import AuxSpec, Preprocess, resize_nearest
@@ -137,6 +140,17 @@ def test_depth_units_are_handled_by_the_sensor_encoding(encoding):
     mm = np.random.default_rng(2).integers(0, 10000, (16, 16)).astype(np.uint16)
     metres = np.where(mm == 0, np.nan, mm / 1000.0).astype(np.float32)
     np.testing.assert_array_equal(pre.aux(mm, "16UC1"), pre.aux(metres, "32FC1"))
+
+
+@settings(max_examples=40, deadline=None)
+@given(encoding=st.sampled_from(["jet", "metric"]), low=st.floats(0.1, 5.0), span=st.floats(0.5, 60.0),
+       mean=st.floats(0.0, 1.0), std=st.floats(0.05, 2.0),
+       depth=arrays(np.uint16, st.tuples(st.integers(1, 20), st.integers(1, 20))))
+def test_16bit_depth_lookup_table_equals_encoding_then_normalising(encoding, low, span, mean, std, depth):
+    """aux() looks 16UC1 codes up in a table; it must give exactly what the arithmetic gives."""
+    pre = Preprocess(12, 10, aux_spec=AuxSpec("depth", encoding, depth_range_m=(low, low + span),
+                                              mean=(mean, 0.5, 0.2), std=(std, 0.5, 1.0)))
+    np.testing.assert_array_equal(pre.aux(depth, "16UC1"), pre.normalise_aux(pre.encode_aux(depth, "16UC1")))
 
 
 def test_depth_is_resized_nearest_before_encoding():

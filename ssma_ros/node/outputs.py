@@ -9,6 +9,7 @@ full probability volume.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -44,10 +45,15 @@ def resize_logits(logits: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
 
 
 def class_mask(scores: np.ndarray) -> np.ndarray:
-    """Per-pixel argmax of C x H x W scores as uint8 class ids (ties: lowest class id).
+    """Per-pixel argmax of C x H x W scores as uint8 class ids (ties: lowest class id)."""
+    return _argmax(scores)[0]
+
+
+def _argmax(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(class ids uint8, maximum score float32) per pixel of C x H x W scores.
 
     One pass per class over contiguous planes with OpenCV's SIMD kernels (several times faster
-    than numpy's argmax over either axis here).
+    than numpy's argmax over either axis here); the maximum comes for free.
     """
     best = scores[0].copy()
     mask = np.zeros(best.shape, dtype=np.uint8)
@@ -57,23 +63,20 @@ def class_mask(scores: np.ndarray) -> np.ndarray:
         class_plane.fill(c)
         cv2.copyTo(class_plane, better, mask)
         cv2.max(best, scores[c], dst=best)
-    return mask
+    return mask, best
 
 
-def max_probability(scores: np.ndarray) -> np.ndarray:
+def max_probability(scores: np.ndarray, top: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel maximum of softmax(scores) over classes, float32 in (0, 1].
 
     max_c softmax = 1 / sum_c exp(l_c - max l): stable (exponents <= 0) and no probability volume.
+    `top` is the per-pixel maximum of `scores` where the caller has it already.
     """
-    top = scores[0].copy()
-    for c in range(1, scores.shape[0]):
-        cv2.max(top, scores[c], dst=top)
-    total = np.zeros(top.shape, dtype=np.float32)
-    shifted = np.empty_like(top)
-    for c in range(scores.shape[0]):
-        cv2.subtract(scores[c], top, dst=shifted)
-        cv2.exp(shifted, dst=shifted)
-        cv2.add(total, shifted, dst=total)
+    top = np.max(scores, axis=0) if top is None else top
+    shifted = np.subtract(scores, top)
+    flat = shifted.reshape(scores.shape[0], -1)
+    cv2.exp(flat, dst=flat)
+    total = shifted.sum(axis=0)
     return np.reciprocal(total, out=total)
 
 
@@ -81,10 +84,37 @@ def max_probability(scores: np.ndarray) -> np.ndarray:
 UPSAMPLING = ("nearest", "bilinear")
 
 
+@dataclass(frozen=True)
+class Segmentation:
+    """One frame's outputs at the input resolution `size` (H, W).
+
+    The mask is made at once (every consumer needs it); the confidence images only when asked
+    for, each from the softmax maximum at the resolution the argmax was taken at (the network's
+    with nearest upsampling), so the mono8 image is converted before it is sampled up.
+    """
+
+    mask: np.ndarray  # uint8 H x W class ids
+    size: tuple[int, int]
+    scored_confidence: np.ndarray | None  # float32, at the argmax resolution
+
+    def confidence(self) -> np.ndarray:
+        """float32 H x W max softmax probability."""
+        return resize_nearest(self._scored_confidence(), *self.size)
+
+    def confidence_mono8(self) -> np.ndarray:
+        """uint8 H x W round(255 x confidence): what the Nav2 semantic segmentation layer reads."""
+        return resize_nearest(confidence_to_mono8(self._scored_confidence()), *self.size)
+
+    def _scored_confidence(self) -> np.ndarray:
+        if self.scored_confidence is None:
+            raise ValueError("no confidence: postprocess ran with need_confidence=False")
+        return self.scored_confidence
+
+
 def postprocess(logits: np.ndarray, out_size: tuple[int, int], need_confidence: bool = True,
-                upsampling: str = "nearest") -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits (1, C, h, w) -> (mask uint8 H x W, confidence float32 H x W or None) at `out_size`
-    (the input image's (H, W)), so both outputs are pixel-aligned with the input.
+                upsampling: str = "nearest") -> Segmentation:
+    """Logits (1, C, h, w) -> mask and confidence at `out_size` (the input image's (H, W)), so
+    both are pixel-aligned with the input.
 
     "nearest": argmax and confidence at the network resolution, then every output pixel takes
     the values of the network pixel it falls in (half-pixel centres, as the preprocessing
@@ -99,12 +129,9 @@ def postprocess(logits: np.ndarray, out_size: tuple[int, int], need_confidence: 
     if height <= 0 or width <= 0:
         raise ValueError(f"out_size must be positive (H, W), got {out_size}")
     scores = resize_logits(logits, (height, width) if upsampling == "bilinear" else logits.shape[-2:])
-    mask = class_mask(scores)
-    confidence = max_probability(scores) if need_confidence else None
-    if upsampling == "nearest":  # no-ops when the sizes already agree
-        mask = resize_nearest(mask, height, width)
-        confidence = None if confidence is None else resize_nearest(confidence, height, width)
-    return mask, confidence
+    mask, top = _argmax(scores)
+    confidence = max_probability(scores, top) if need_confidence else None
+    return Segmentation(resize_nearest(mask, height, width), (height, width), confidence)  # no-op if sizes agree
 
 
 def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:

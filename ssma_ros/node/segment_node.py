@@ -233,15 +233,15 @@ class SegmentNode(Node):
         started = time.perf_counter()
         wanted, header, rgb = frame.wanted, frame.header, frame.rgb
         need_conf = wanted["confidence"] or wanted["confidence_float"]
-        mask, conf = outputs.postprocess(frame.logits, rgb.shape[:2], need_confidence=need_conf,
-                                         upsampling=self.params.upsampling)
+        seg = outputs.postprocess(frame.logits, rgb.shape[:2], need_confidence=need_conf,
+                                  upsampling=self.params.upsampling)
+        mask = seg.mask
         if wanted["mask"]:
             self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
         if wanted["confidence"]:
-            self.pubs["confidence"].publish(
-                self.converter.numpy_to_image(outputs.confidence_to_mono8(conf), "mono8", header))
+            self.pubs["confidence"].publish(self.converter.numpy_to_image(seg.confidence_mono8(), "mono8", header))
         if wanted["confidence_float"]:
-            self.pubs["confidence_float"].publish(self.converter.numpy_to_image(conf, "32FC1", header))
+            self.pubs["confidence_float"].publish(self.converter.numpy_to_image(seg.confidence(), "32FC1", header))
         if wanted["overlay"]:
             bundle = self.segmenter.bundle
             image = outputs.overlay(rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices)
