@@ -134,6 +134,15 @@ def save_strip(kept: list[dict], classes, path: Path) -> None:
     plt.close(fig)
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc); None where unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_camera(args, frames_file: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ssma_ros.sim_camera", str(frames_file), "--rate", str(args.rate),
            "--duration", str(args.duration), "--namespace", NAMESPACE] + (["--drop-depth"] if args.drop_depth else [])
@@ -255,12 +264,13 @@ def run(args) -> dict:
         print(f"ssma-demo: node up; streaming {n_frames} distinct {args.condition} frames at {args.rate:g} Hz "
               f"({width}x{height}) for {args.duration:g} s")
         rgb_only_before = None
-        start = None
+        start = cpu_start = None
         sent = 0
         with tqdm(total=int(round(args.duration * args.rate)), unit="frame", desc="ssma-demo", mininterval=1.0) as bar:
             for line in camera_proc.stdout:  # one line per frame sent, until the camera ends
                 stamp, index, phase_index = (int(v) for v in line.split())
-                start = time.monotonic() if start is None else start
+                if start is None:
+                    start, cpu_start = time.monotonic(), process_cpu_seconds(node_proc.pid)
                 sent += 1
                 phase = PHASES[phase_index]
                 with known:
@@ -277,6 +287,9 @@ def run(args) -> dict:
                 bar.update(1)
         if camera_proc.wait() != 0:
             raise RuntimeError(f"the camera process failed (exit {camera_proc.returncode})")
+        cpu_end = process_cpu_seconds(node_proc.pid)
+        with lock:
+            served = len(scored.latencies)
         time.sleep(1.0)  # let the last frames and a diagnostics message arrive
     finally:
         if camera_proc is not None:
@@ -300,6 +313,9 @@ def run(args) -> dict:
             "output_rate_hz": float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0])) if len(arrivals) > 1 else 0.0,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+            # All the node process's threads (workers, executor, DDS) while the camera streamed.
+            "node_cpu_ms_per_frame": (1000.0 * (cpu_end - cpu_start) / served
+                                      if served and None not in (cpu_start, cpu_end) else float("nan")),
             "miou": 100 * scores(total).miou if scored.confusion else float("nan"),
             "miou_by_phase": {p: 100 * scores(cm).miou for p, cm in scored.confusion.items()},
             "frames_by_phase": dict(scored.frames),
@@ -329,6 +345,7 @@ def print_summary(s: dict) -> None:
     print(f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms "
           f"(node p50: inputs {node['input_p50_ms']} ms, inference {node['inference_p50_ms']} ms, "
           f"outputs {node['output_p50_ms']} ms)")
+    print(f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served (all its threads)")
     print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
     if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
         for phase in PHASES:

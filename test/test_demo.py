@@ -1,16 +1,19 @@
-"""ssma-demo, the README's first command: a short real run (node process + camera over DDS) and
-the Fast DDS profile it uses for camera-sized images."""
+"""ssma-demo, the README's first command: a short real run (node and camera processes over DDS),
+the camera process, and the Fast DDS profile it uses for camera-sized images."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from ssma_ros import demo
+from ssma_ros import demo, sim_camera
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / "fastdds_large_images.xml"
@@ -59,5 +62,27 @@ def test_short_demo_scores_masks_from_a_separate_node_process(no_dds_profile, tm
     assert summary["masks_received"] >= 5, (tmp_path / "node.log").read_text()
     assert 20.0 < summary["miou"] <= 100.0  # the default model on test-split frames
     assert summary["node"]["backend"] == "onnxruntime"
+    assert 0 < summary["node_cpu_ms_per_frame"] < 10_000  # the node process's CPU, read while streaming
     assert Path(summary["dds_profile"]) == PROFILE
     assert json.loads((tmp_path / "summary.json").read_text())["masks_received"] == summary["masks_received"]
+
+
+def test_camera_phases_and_frame_file(tmp_path):
+    assert [sim_camera.phase_at(f, True) for f in (0.0, 0.39, 0.4, 0.69, 0.7, 1.0)] == [0, 0, 1, 1, 2, 2]
+    assert {sim_camera.phase_at(f, False) for f in (0.0, 0.5, 0.9)} == {0}
+    depth = np.array([[1.2344, np.nan], [np.inf, 70.0]], np.float32)  # 70 m is beyond 16-bit millimetres
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    sim_camera.save_frames(tmp_path / "f.npz", [rgb], [depth], [(1.0, 2.0, 3.0, 4.0)])
+    data = np.load(tmp_path / "f.npz")
+    np.testing.assert_array_equal(data["depth"][0], [[1234, 0], [0, 65535]])
+    assert data["depth"].dtype == np.uint16 and data["camera"].tolist() == [[1.0, 2.0, 3.0, 4.0]]
+
+
+def test_camera_process_says_when_nobody_subscribes(tmp_path):
+    sim_camera.save_frames(tmp_path / "f.npz", [np.zeros((4, 4, 3), np.uint8)], [np.ones((4, 4), np.float32)],
+                           [(2.0, 2.0, 2.0, 2.0)])
+    run = subprocess.run([sys.executable, "-m", "ssma_ros.sim_camera", str(tmp_path / "f.npz"), "--wait", "0.5",
+                          "--namespace", "/nobody_listens"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert "nobody subscribed to /nobody_listens/camera/color/image_raw" in run.stderr
+    assert run.stdout == ""  # no frame was sent
