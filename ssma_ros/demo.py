@@ -77,12 +77,12 @@ def use_large_image_transport() -> str:
     unless a profile is set already; returns what is in effect. With Fast DDS's default 512 KiB
     shared-memory segment, most 640x480 rgb8 frames are lost between processes under load."""
     names = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # Fast DDS 3.x, 2.x
-    current = next((os.environ[n] for n in names if os.environ.get(n)), None)
-    if current is not None:
-        return f"{current} (yours)"
     from ssma_ros.share import share_file
 
     profile = str(share_file("config/fastdds_large_images.xml"))
+    current = next((os.environ[n] for n in names if os.environ.get(n)), None)
+    if current is not None:
+        return current if current == profile else f"{current} (yours)"  # ours: set by an earlier run
     # Fast DDS 2.x (Humble, Jazzy) reads only the old name; 3.x (Kilted, the pip wheels) warns on it.
     old_fast_dds = os.environ.get("ROS_DISTRO") in ("humble", "iron", "jazzy")
     os.environ[names[1] if old_fast_dds else names[0]] = profile

@@ -45,6 +45,7 @@ def test_demo_sets_the_profile_unless_one_is_set(no_dds_profile, monkeypatch):
     monkeypatch.delenv("ROS_DISTRO", raising=False)  # the pip wheels: Kilted, Fast DDS 3
     assert Path(demo.use_large_image_transport()) == PROFILE
     assert Path(os.environ["FASTDDS_DEFAULT_PROFILES_FILE"]) == PROFILE
+    assert Path(demo.use_large_image_transport()) == PROFILE  # a second run in the process: still ours
     assert "FASTRTPS_DEFAULT_PROFILES_FILE" not in os.environ  # Fast DDS 3 warns about the old name
     os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE")
     monkeypatch.setenv("ROS_DISTRO", "humble")

@@ -103,6 +103,17 @@ def test_rgb_normalisation_shape_and_channel_order():
     np.testing.assert_allclose(grey[0, :, 0, 0], [1.0, 3.0, 1.0], atol=1e-6)
 
 
+@settings(max_examples=30, deadline=None)
+@given(batch=arrays(np.uint8, st.tuples(st.integers(1, 3), st.just(5), st.just(7), st.just(3))),
+       mean=st.tuples(*[st.floats(0.0, 1.0)] * 3), std=st.tuples(*[st.floats(0.05, 2.0)] * 3))
+def test_normalisation_is_the_arithmetic_channel_first(batch, mean, std):
+    pre = Preprocess(5, 7, rgb_mean=mean, rgb_std=std)
+    expected = (batch.astype(np.float64) / 255.0 - np.array(mean)) / np.array(std)
+    x = pre.normalise_rgb(batch)
+    assert x.shape == (batch.shape[0], 3, 5, 7) and x.dtype == np.float32 and x.flags.c_contiguous
+    np.testing.assert_allclose(x, expected.transpose(0, 3, 1, 2), rtol=1e-6, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "image",
     [
