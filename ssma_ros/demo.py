@@ -321,8 +321,8 @@ def run(args) -> dict:
             "frames_by_phase": dict(scored.frames),
             "node": {k: diagnostics.get(k) for k in ("backend", "device", "precision", "aux", "rgb_only_in",
                                                      "pairs_in", "frames_out", "dropped_stale",
-                                                     "input_p50_ms", "inference_p50_ms", "output_p50_ms",
-                                                     "process_p50_ms")},
+                                                     *(f"{stage}{kind}_p50_ms" for kind in ("", "_cpu")
+                                                       for stage in ("input", "inference", "output", "process")))},
         }
         if args.drop_depth:
             summary["rgb_only_frames_during_drop"] = int(diagnostics.get("rgb_only_in", 0)) - (rgb_only_before or 0)
@@ -345,7 +345,9 @@ def print_summary(s: dict) -> None:
     print(f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms "
           f"(node p50: inputs {node['input_p50_ms']} ms, inference {node['inference_p50_ms']} ms, "
           f"outputs {node['output_p50_ms']} ms)")
-    print(f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served (all its threads)")
+    print(f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served, all its threads (workers p50: "
+          f"inputs {node['input_cpu_p50_ms']} ms, inference {node['inference_cpu_p50_ms']} ms, "
+          f"outputs {node['output_cpu_p50_ms']} ms)")
     print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
     if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
         for phase in PHASES:

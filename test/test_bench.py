@@ -12,7 +12,10 @@ def summary(inputs: float, inference: float, output: float, p95: float = 100.0) 
             "output_rate_hz": 20.0, "latency_p50_ms": 80.0, "latency_p95_ms": p95, "miou": 61.0,
             "node_cpu_ms_per_frame": 1.2 * (inputs + inference + output),
             "node": {"input_p50_ms": str(inputs), "inference_p50_ms": str(inference), "output_p50_ms": str(output),
-                     "process_p50_ms": str(inputs + inference + output), "dropped_stale": "7", "frames_out": "400"}}
+                     "process_p50_ms": str(inputs + inference + output), "dropped_stale": "7", "frames_out": "400",
+                     # the workers waited for a core during half their outputs stage
+                     "input_cpu_p50_ms": str(inputs), "inference_cpu_p50_ms": str(inference),
+                     "output_cpu_p50_ms": str(output / 2), "process_cpu_p50_ms": str(inputs + inference + output / 2)}}
 
 
 def test_node_figures_separate_work_share_and_critical_path():
@@ -21,6 +24,7 @@ def test_node_figures_separate_work_share_and_critical_path():
     assert f["critical_path_overhead_share"] == pytest.approx(5 / 35)  # outputs overlap the next inference
     assert f["p95_target_ms"] == pytest.approx(65.0)
     assert f["process_overhead_share"] == pytest.approx(1 - 30 / 54)  # the executor and DDS threads too
+    assert f["overhead_cpu_share"] == pytest.approx(10 / 40)  # CPU time: without the waits for a core
     # An output stage longer than the inference stage is the critical path.
     slow = bench.node_figures(summary(inputs=2.0, inference=10.0, output=20.0))
     assert slow["critical_path_overhead_share"] == pytest.approx(0.5)
@@ -45,4 +49,5 @@ def test_markdown_has_a_column_per_node_run(tmp_path, monkeypatch):
     assert all(f"listening to {label}" in text for label in bench.NODE_RUNS)
     assert "| node overhead: work outside the backend call / work per frame | 33 % (33-33) | 35 % (35-35) | <= 15 % |" in text
     assert "median of 1 runs" in text
+    assert "| the same in CPU time of the workers (inputs / outputs p50) | 25 % (25-25; 5.0 / 5.0 ms) |" in text
     assert "fastdds_large_images.xml" in text

@@ -84,6 +84,17 @@ class Throttle:
         return True
 
 
+@dataclass(frozen=True)
+class StageTimes:
+    """Seconds one frame spent decoding + encoding its inputs, in the backend call, and making +
+    publishing its outputs: wall-clock, or the CPU time of the worker thread that ran the stage
+    (the difference is time the thread waited for a core or for the interpreter lock)."""
+
+    inputs: float
+    inference: float
+    output: float
+
+
 class Health:
     """Thread-safe counters, a latency window and output rate, for /diagnostics."""
 
@@ -91,26 +102,21 @@ class Health:
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._latency = deque(maxlen=latency_window)  # seconds, stamp-to-publish
-        self._inference = deque(maxlen=latency_window)  # seconds in backend.infer
-        self._input = deque(maxlen=latency_window)  # seconds decoding and encoding the inputs
-        self._output = deque(maxlen=latency_window)  # seconds making and publishing the outputs
-        self._process = deque(maxlen=latency_window)  # seconds both workers spent on the frame
+        self._wall = deque(maxlen=latency_window)  # StageTimes
+        self._cpu = deque(maxlen=latency_window)  # StageTimes
         self._published = deque(maxlen=latency_window)  # monotonic publish times
 
     def count(self, name: str, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n  # KeyError for a misspelt counter: caught by the tests
 
-    def frame_done(self, now: float, latency: float, inputs: float, inference: float, output: float) -> None:
-        """A frame's outputs are out: its stamp-to-publish latency and the seconds spent on its
-        inputs and in the backend (inference worker) and on its outputs (output worker)."""
+    def frame_done(self, now: float, latency: float, wall: StageTimes, cpu: StageTimes) -> None:
+        """A frame's outputs are out: its stamp-to-publish latency and its stage times."""
         with self._lock:
             self._counts["frames_out"] += 1
             self._latency.append(latency)
-            self._input.append(inputs)
-            self._inference.append(inference)
-            self._output.append(output)
-            self._process.append(inputs + inference + output)
+            self._wall.append(wall)
+            self._cpu.append(cpu)
             self._published.append(now)
 
     def counts(self) -> dict[str, int]:
@@ -120,16 +126,21 @@ class Health:
     def report(self, now: float) -> dict[str, float | int]:
         """Counters, output rate, and p50/p95 (ms) over the recent window of: latency (input stamp
         to publish), input (decoding and encoding), inference (the backend call), output (making
-        and publishing the outputs) and process (all three)."""
+        and publishing the outputs) and process (all three); each stage also as CPU time
+        (`input_cpu_p50_ms`, ...)."""
         with self._lock:
             out: dict[str, float | int] = dict(self._counts)
             recent = [t for t in self._published if now - t <= 5.0]
             span = (recent[-1] - recent[0]) if len(recent) > 1 else 0.0
             out["output_rate_hz"] = (len(recent) - 1) / span if span > 0 else 0.0
-            series = (("latency", self._latency), ("input", self._input), ("inference", self._inference),
-                      ("output", self._output), ("process", self._process))
-            for name, values in series:
+            series = {"latency": list(self._latency)}
+            for suffix, times in (("", self._wall), ("_cpu", self._cpu)):
+                series.update({f"input{suffix}": [t.inputs for t in times],
+                               f"inference{suffix}": [t.inference for t in times],
+                               f"output{suffix}": [t.output for t in times],
+                               f"process{suffix}": [t.inputs + t.inference + t.output for t in times]})
+            for name, values in series.items():
                 if values:
-                    p50, p95 = np.percentile(np.fromiter(values, float), [50, 95]) * 1000.0
+                    p50, p95 = np.percentile(np.asarray(values, float), [50, 95]) * 1000.0
                     out[f"{name}_p50_ms"], out[f"{name}_p95_ms"] = float(p50), float(p95)
             return out

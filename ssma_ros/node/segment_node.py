@@ -11,6 +11,7 @@ slow stage drops frames (counted) instead of queueing them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -30,7 +31,7 @@ from ssma_ros.bundle import load_bundle
 from ssma_ros.data.encodings import DEPTH_ENCODINGS, CameraIntrinsics, depth_to_metres, has_valid_depth
 from ssma_ros.node import cloud, outputs
 from ssma_ros.node.codec import ImageFormatError, make_converter, to_rgb8
-from ssma_ros.node.health import AuxMonitor, Health, Throttle
+from ssma_ros.node.health import AuxMonitor, Health, StageTimes, Throttle
 from ssma_ros.node.latest import LatestSlot
 from ssma_ros.node.params import NodeParams, declare_parameters
 from ssma_ros.node.segmenter import Segmenter, default_bundle_path
@@ -61,8 +62,8 @@ class Inferred:
     camera: CameraIntrinsics | None
     logits: np.ndarray
     wanted: dict[str, bool]
-    inputs: float  # s decoding and encoding the inputs
-    inference: float  # s in the backend call
+    wall: StageTimes  # inputs and inference so far; the output stage adds its own
+    cpu: StageTimes
 
 
 def _label_info_type():
@@ -212,7 +213,7 @@ class SegmentNode(Node):
         if stamp <= self._last_stamp:
             self._bad("out_of_order", "dropping a frame not newer than the last one served (stamps out of order)")
             return
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         decoded = self._decode(frame)
         if decoded is None:
             return
@@ -220,17 +221,17 @@ class SegmentNode(Node):
         self._last_stamp = stamp
         camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
         inputs = self.segmenter.inputs(rgb, aux, aux_encoding, camera)
-        inference_start = time.perf_counter()
+        inference_start, inference_start_cpu = time.perf_counter(), time.thread_time()
         logits = self.segmenter.infer(inputs)
-        inference = time.perf_counter() - inference_start
-        done = Inferred(frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted,
-                        inference_start - started, inference)
+        wall = StageTimes(inference_start - started, time.perf_counter() - inference_start, 0.0)
+        cpu = StageTimes(inference_start_cpu - started_cpu, time.thread_time() - inference_start_cpu, 0.0)
+        done = Inferred(frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted, wall, cpu)
         if self.inferred.put(done):
             self.health.count("dropped_inferred")
 
     def _publish(self, frame: Inferred) -> None:
         """Output stage: mask, confidence, overlay and cloud at the input resolution, for subscribers."""
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.thread_time()
         wanted, header, rgb = frame.wanted, frame.header, frame.rgb
         need_conf = wanted["confidence"] or wanted["confidence_float"]
         seg = outputs.postprocess(frame.logits, rgb.shape[:2], need_confidence=need_conf,
@@ -249,9 +250,9 @@ class SegmentNode(Node):
         if wanted["cloud"]:
             self._publish_cloud(header, frame.aux, frame.aux_encoding, frame.camera, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
-        output = time.perf_counter() - started
-        self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, frame.inputs, frame.inference,
-                               output)
+        wall = dataclasses.replace(frame.wall, output=time.perf_counter() - started)
+        cpu = dataclasses.replace(frame.cpu, output=time.thread_time() - started_cpu)
+        self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, wall, cpu)
 
     def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
         """Messages -> (rgb uint8 HxWx3, raw aux or None, aux encoding); None if unusable."""
