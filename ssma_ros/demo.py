@@ -66,6 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="stop the depth stream from 40%% to 70%% of the run to show RGB-only fallback")
     p.add_argument("--no-overlay", action="store_true",
                    help="listen to mask and confidence only, as a navigation stack does (no picture then)")
+    p.add_argument("--no-score", action="store_true",
+                   help="only time the masks, do not score them (ssma-bench: no consumer work beside the node)")
     p.add_argument("--seed", type=int, default=0,
                    help="scene seed; with 0 the frames are the test split the model card is scored on")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the summary and picture")
@@ -208,11 +210,13 @@ def run(args) -> dict:
         stamp, entry = frame_of(msg)
         if entry is None:
             return
-        mask = image_to_numpy(msg)
         with lock:
             scored.latencies.append(arrived - stamp / 1e9)
             scored.arrivals.append(time.monotonic())
-            scored.add(entry[1], mask, frames[entry[0]].label)
+        if not args.no_score:
+            mask = image_to_numpy(msg)
+            with lock:
+                scored.add(entry[1], mask, frames[entry[0]].label)
 
     def on_overlay(msg: Image) -> None:
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
@@ -281,7 +285,7 @@ def run(args) -> dict:
                 with lock:
                     if phase == "depth dropped" and rgb_only_before is None:
                         rgb_only_before = int(diagnostics.get("rgb_only_in", 0))
-                    done = sum(scored.frames.values())
+                    done = len(scored.latencies)
                     miou = scores(sum(scored.confusion.values())).miou if scored.confusion else float("nan")
                 bar.set_postfix(masks=done, mIoU=f"{100 * miou:.1f}", refresh=False)
                 bar.update(1)
@@ -348,7 +352,8 @@ def print_summary(s: dict) -> None:
     print(f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served, all its threads (workers p50: "
           f"inputs {node['input_cpu_p50_ms']} ms, inference {node['inference_cpu_p50_ms']} ms, "
           f"outputs {node['output_cpu_p50_ms']} ms)")
-    print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
+    if s["frames_by_phase"]:
+        print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
     if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
         for phase in PHASES:
             if phase in s["miou_by_phase"]:

@@ -87,3 +87,13 @@ def test_camera_process_says_when_nobody_subscribes(tmp_path):
     assert run.returncode == 1
     assert "nobody subscribed to /nobody_listens/camera/color/image_raw" in run.stderr
     assert run.stdout == ""  # no frame was sent
+
+
+def test_demo_can_time_without_scoring(no_dds_profile, tmp_path):
+    """ssma-bench's listener: masks timed, none decoded or scored."""
+    args = demo.parse_args(["--duration", "3", "--rate", "10", "--no-score", "--no-overlay", "--backend", "onnxruntime",
+                            "--out", str(tmp_path)])
+    summary = demo.run(args)
+    assert summary["masks_received"] >= 5, (tmp_path / "node.log").read_text()
+    assert summary["frames_by_phase"] == {} and np.isnan(summary["miou"])
+    assert summary["latency_p50_ms"] > 0
