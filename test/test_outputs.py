@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from ssma_ros.node import outputs
 from ssma_ros.node.outputs import (
     class_mask,
     colorize,
@@ -81,14 +82,15 @@ def test_nearest_and_bilinear_agree_away_from_class_borders():
 
 
 @pytest.mark.parametrize("upsampling", ["nearest", "bilinear"])
-def test_mask_alone_skips_confidence_and_gives_the_same_mask(upsampling):
+def test_confidence_is_computed_once_and_only_when_asked_for(upsampling, monkeypatch):
+    calls = []
+    real = outputs.max_probability
+    monkeypatch.setattr(outputs, "max_probability", lambda *a: calls.append(1) or real(*a))
     logits = np.random.default_rng(1).standard_normal((1, 5, 4, 6)).astype(np.float32)
-    mask_only = postprocess(logits, (8, 12), need_confidence=False, upsampling=upsampling)
-    mask = postprocess(logits, (8, 12), upsampling=upsampling).mask
-    assert mask_only.scored_confidence is None
-    with pytest.raises(ValueError, match="need_confidence=False"):
-        mask_only.confidence_mono8()
-    np.testing.assert_array_equal(mask_only.mask, mask)
+    seg = postprocess(logits, (8, 12), upsampling=upsampling)
+    assert seg.mask.shape == (8, 12) and calls == []  # the mask alone needs no softmax
+    seg.confidence_mono8(), seg.confidence()
+    assert calls == [1]
 
 
 def test_same_size_logits_are_not_resized():

@@ -231,3 +231,18 @@ def test_runtime_imports_no_heavy_library_and_nothing_from_training() -> None:
             "print(bad)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_segmenter_warm_up_serves_black_frames_through_the_backend(exported: Exported) -> None:
+    from ssma_ros.node.segmenter import Segmenter
+
+    backend = OnnxRuntimeBackend(exported.bundle, device="cpu", threads=1)
+    seen = []
+    real_infer = backend.infer
+    backend.infer = lambda inputs: seen.append(inputs) or real_infer(inputs)
+    segmenter = Segmenter(exported.bundle, backend)
+    assert segmenter.warm_up(runs=2) > 0
+    assert len(seen) == 2 and set(seen[0]) == {"rgb", "aux"}
+    np.testing.assert_array_equal(seen[0]["rgb"], segmenter.inputs(np.zeros((HEIGHT, WIDTH, 3), np.uint8))["rgb"])
+    np.testing.assert_array_equal(seen[0]["aux"], segmenter.preprocess.blank_aux())  # "no aux" as in training
+    segmenter.close()

@@ -8,6 +8,7 @@ full probability volume.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -88,40 +89,39 @@ UPSAMPLING = ("nearest", "bilinear")
 class Segmentation:
     """One frame's outputs at the input resolution `size` (H, W).
 
-    The mask is made at once (every consumer needs it); the confidence images only when asked
-    for, each from the softmax maximum at the resolution the argmax was taken at (the network's
-    with nearest upsampling), so the mono8 image is converted before it is sampled up.
+    The mask is made at once (every consumer needs it, and it is published first); the softmax
+    maximum only when a confidence image is first asked for, at the resolution the argmax was
+    taken at (the network's with nearest upsampling), so the mono8 image is converted before it
+    is sampled up.
     """
 
     mask: np.ndarray  # uint8 H x W class ids
     size: tuple[int, int]
-    scored_confidence: np.ndarray | None  # float32, at the argmax resolution
+    scores: np.ndarray  # C x h x w class scores at the argmax resolution
+    top: np.ndarray  # their per-pixel maximum
 
     def confidence(self) -> np.ndarray:
         """float32 H x W max softmax probability."""
-        return resize_nearest(self._scored_confidence(), *self.size)
+        return resize_nearest(self._scored_confidence, *self.size)
 
     def confidence_mono8(self) -> np.ndarray:
         """uint8 H x W round(255 x confidence): what the Nav2 semantic segmentation layer reads."""
-        return resize_nearest(confidence_to_mono8(self._scored_confidence()), *self.size)
+        return resize_nearest(confidence_to_mono8(self._scored_confidence), *self.size)
 
+    @functools.cached_property
     def _scored_confidence(self) -> np.ndarray:
-        if self.scored_confidence is None:
-            raise ValueError("no confidence: postprocess ran with need_confidence=False")
-        return self.scored_confidence
+        return max_probability(self.scores, self.top)
 
 
-def postprocess(logits: np.ndarray, out_size: tuple[int, int], need_confidence: bool = True,
-                upsampling: str = "nearest") -> Segmentation:
-    """Logits (1, C, h, w) -> mask and confidence at `out_size` (the input image's (H, W)), so
-    both are pixel-aligned with the input.
+def postprocess(logits: np.ndarray, out_size: tuple[int, int], upsampling: str = "nearest") -> Segmentation:
+    """Logits (1, C, h, w) -> mask (and confidence on demand) at `out_size` (the input image's
+    (H, W)), so both are pixel-aligned with the input.
 
     "nearest": argmax and confidence at the network resolution, then every output pixel takes
     the values of the network pixel it falls in (half-pixel centres, as the preprocessing
     samples depth). "bilinear": the class scores are interpolated to `out_size` first and the
     argmax taken there: smoother class borders, for C x (H x W / h x w) times the work (7 ms
-    more at 640x480 from 240x320 with 10 classes on one CPU core). The confidence is skipped
-    unless `need_confidence`.
+    more at 640x480 from 240x320 with 10 classes on one CPU core).
     """
     if upsampling not in UPSAMPLING:
         raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
@@ -130,8 +130,7 @@ def postprocess(logits: np.ndarray, out_size: tuple[int, int], need_confidence: 
         raise ValueError(f"out_size must be positive (H, W), got {out_size}")
     scores = resize_logits(logits, (height, width) if upsampling == "bilinear" else logits.shape[-2:])
     mask, top = _argmax(scores)
-    confidence = max_probability(scores, top) if need_confidence else None
-    return Segmentation(resize_nearest(mask, height, width), (height, width), confidence)  # no-op if sizes agree
+    return Segmentation(resize_nearest(mask, height, width), (height, width), scores, top)  # no-op if sizes agree
 
 
 def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:

@@ -136,10 +136,12 @@ class SegmentNode(Node):
                                        logger=self.get_logger(), threads=self.params.cpu_threads,
                                        cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None)
         self.segmenter = Segmenter(bundle, backend)
+        warm_up = self.segmenter.warm_up()
         aux = self.segmenter.aux_modality or "none (RGB-only model)"
         self.get_logger().info(
             f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input {bundle.height}x"
-            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]")
+            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]; "
+            f"warmed up in {warm_up:.2f} s")
 
     def cleanup(self) -> None:
         """Free the model (and its GPU memory)."""
@@ -233,9 +235,7 @@ class SegmentNode(Node):
         """Output stage: mask, confidence, overlay and cloud at the input resolution, for subscribers."""
         started, started_cpu = time.perf_counter(), time.thread_time()
         wanted, header, rgb = frame.wanted, frame.header, frame.rgb
-        need_conf = wanted["confidence"] or wanted["confidence_float"]
-        seg = outputs.postprocess(frame.logits, rgb.shape[:2], need_confidence=need_conf,
-                                  upsampling=self.params.upsampling)
+        seg = outputs.postprocess(frame.logits, rgb.shape[:2], upsampling=self.params.upsampling)
         mask = seg.mask
         if wanted["mask"]:
             self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
