@@ -247,10 +247,15 @@ def run(args) -> dict:
                     diagnostics.update({kv.key: kv.value for kv in status.values})
                     diagnostics["message"] = status.message
 
+    def ignore(msg: Image) -> None:
+        """Timing only: the node makes what is subscribed; nothing here looks at it."""
+
     node.create_subscription(Image, "ssma_segmentation/mask", on_mask, qos_profile_sensor_data)
     if not args.no_overlay:
-        node.create_subscription(Image, "ssma_segmentation/overlay", on_overlay, qos_profile_sensor_data)
-    node.create_subscription(Image, "ssma_segmentation/confidence", on_confidence, qos_profile_sensor_data)
+        node.create_subscription(Image, "ssma_segmentation/overlay", ignore if args.no_score else on_overlay,
+                                 qos_profile_sensor_data)
+    node.create_subscription(Image, "ssma_segmentation/confidence", ignore if args.no_score else on_confidence,
+                             qos_profile_sensor_data)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
