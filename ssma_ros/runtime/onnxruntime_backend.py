@@ -78,6 +78,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads  # 0: one per physical core (ORT default)
+        # Idle pool threads sleep instead of spinning: on a robot the cores are shared with the
+        # camera driver, the node's other worker and the consumers.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(bundle.onnx_path), sess_options=options, providers=providers)
         self._specs = bundle.inputs
         self._output = bundle.outputs[0].name
