@@ -104,6 +104,8 @@ def test_onnxruntime_matches_the_torch_model(exported: Exported) -> None:
     backend = OnnxRuntimeBackend(exported.bundle, device="cpu", threads=1)
     assert (backend.name, backend.device, backend.precision) == ("onnxruntime", "cpu", "fp32")
     assert backend.providers == [CPU_EP]
+    # idle pool threads sleep: the node shares its cores with the camera driver and the consumers
+    assert backend._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
     # where the TensorRT EP would cache its engines: per ONNX content and onnxruntime version
     assert backend.cache_dir == (exported.bundle.engines_dir / "onnxruntime" /
                                  f"{exported.bundle.files['model.onnx'][:16]}_ort{onnxruntime.__version__}")
