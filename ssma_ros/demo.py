@@ -180,14 +180,19 @@ def run(args) -> dict:
     dds_profile = use_large_image_transport()  # before any process here starts DDS
     node_proc = start_node(args, out)
 
-    # The camera plays a loop of pre-rendered frames, so it keeps its rate whatever the CPU does.
-    scenes = SyntheticScenes(height, width, seed=args.seed)
-    n_frames = int(min(40, max(1, args.rate * args.duration)))
-    first = SPLITS["test"]  # scenes no training run or checkpoint selection saw
-    frames = [scenes.sample(first + i, args.condition, args.strength) for i in range(n_frames)]
-    frames_file = out / "frames.npz"
-    save_frames(frames_file, [f.rgb for f in frames], [f.depth for f in frames],
-                [(f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy) for f in frames])
+    # The camera plays a loop of pre-rendered frames, so it keeps its rate whatever the CPU does;
+    # they are rendered while the node loads its model.
+    try:
+        scenes = SyntheticScenes(height, width, seed=args.seed)
+        n_frames = int(min(40, max(1, args.rate * args.duration)))
+        first = SPLITS["test"]  # scenes no training run or checkpoint selection saw
+        frames = [scenes.sample(first + i, args.condition, args.strength) for i in range(n_frames)]
+        frames_file = out / "frames.npz"
+        save_frames(frames_file, [f.rgb for f in frames], [f.depth for f in frames],
+                    [(f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy) for f in frames])
+    except BaseException:
+        stop(node_proc)
+        raise
 
     rclpy.init()
     node = rclpy.create_node("ssma_demo", namespace=NAMESPACE)

@@ -308,7 +308,8 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
     for kind in ("", "_cpu"):  # wall-clock and worker CPU time
         stages = [float(report[f"{name}{kind}_p50_ms"]) for name in ("input", "inference", "output")]
         assert min(stages) > 0
-        assert float(report[f"process{kind}_p50_ms"]) == pytest.approx(sum(stages), abs=0.01)  # one frame: p50s add up
+        # one frame: the p50s add up, to the rounding of the four 2-decimal values in /diagnostics
+        assert float(report[f"process{kind}_p50_ms"]) == pytest.approx(sum(stages), abs=0.02)
 
 
 def test_parameter_file_matches_declarations():
