@@ -254,7 +254,8 @@ def write_markdown(path: Path, models, node, command: str) -> None:
                   "times what arrives in separate "
                   f"processes as on a robot, Fast DDS profile `{Path(first['dds_profile']).name}`. Each figure is "
                   f"the median of {first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
-                  "brackets give the range over the runs.", "",
+                  "brackets give the range over the runs. The CPU-time figures count the whole backend call only "
+                  "with `--threads 1` (other threads of its pool are not the workers').", "",
                   "| figure | " + " | ".join(f"listening to {label}" for label in node) + " | target |",
                   "|---|" + "---:|" * len(node) + "---|"]
         rows = [

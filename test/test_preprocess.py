@@ -283,6 +283,17 @@ def test_resize_nearest_samples_pixel_centres():
     np.testing.assert_array_equal(resize_nearest(image, 1, 3), [[math.floor(8 / 6), 4, 6]])
 
 
+@pytest.mark.parametrize("shape,size", [((6, 8), (12, 16)), ((12, 16, 3), (6, 8)), ((5, 7), (9, 4))])
+def test_resize_nearest_output_is_row_major(shape, size):
+    """Row-major like its input, so the message codec and OpenCV take it without a copy."""
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    out = resize_nearest(image, *size)
+    assert out.shape[:2] == size and out.flags.c_contiguous
+    rows = ((np.arange(size[0]) + 0.5) * shape[0] / size[0]).astype(int)
+    cols = ((np.arange(size[1]) + 0.5) * shape[1] / size[1]).astype(int)
+    np.testing.assert_array_equal(out, image[np.ix_(rows, cols)])
+
+
 def test_runtime_modules_import_only_numpy_and_opencv():
     """The node imports encodings/preprocess: no torch, readers or class configs with them."""
     code = (
