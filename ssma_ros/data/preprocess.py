@@ -267,10 +267,11 @@ class Preprocess:
 
     def _checked_aux(self, raw: np.ndarray, encoding: str) -> np.ndarray:
         """`raw` as a 2-D array of the dtype of `encoding`, or ValueError saying what is wrong."""
-        allowed = self._aux_spec().sensor_encodings
+        spec = self._aux_spec()
+        allowed = spec.sensor_encodings
         if encoding not in allowed:
             raise ValueError(
-                f"aux encoding {encoding!r} does not fit modality {self._aux_spec().modality!r}; "
+                f"aux encoding {encoding!r} does not fit modality {spec.modality!r}; "
                 f"expected one of {allowed}"
             )
         raw = np.asarray(raw)
