@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ssma_ros.model.info import parse_size
-from ssma_ros.sim_camera import PHASES, save_frames
+from ssma_ros.sim_camera import DEPTH_DROPPED, PHASES, save_frames
 
 NAMESPACE = "/demo"
 NODE = f"{NAMESPACE}/ssma_segmentation"
@@ -127,7 +127,7 @@ def save_strip(kept: list[dict], classes, path: Path) -> None:
             ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
             ax.set_xticks([]), ax.set_yticks([])
         row[0].set_ylabel(f"{frame['phase']}\nt={frame['t']:.1f} s", fontsize=9)
-        if frame["phase"] == PHASES[1]:
+        if frame["phase"] == PHASES[DEPTH_DROPPED]:
             row[1].set_xlabel("(not sent: depth is off)", fontsize=8)
     for ax, name in zip(axes[0], columns):
         ax.set_title(name)
@@ -293,7 +293,7 @@ def run(args) -> dict:
                         truth.popitem(last=False)
                     known.notify_all()
                 with lock:
-                    if phase == "depth dropped" and rgb_only_before is None:
+                    if phase_index == DEPTH_DROPPED and rgb_only_before is None:
                         rgb_only_before = int(diagnostics.get("rgb_only_in", 0))
                     done = len(scored.latencies)
                     miou = scores(sum(scored.confusion.values())).miou if scored.confusion else float("nan")

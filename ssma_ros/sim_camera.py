@@ -21,6 +21,7 @@ import numpy as np
 
 FRAME_ID = "camera_color_optical_frame"
 PHASES = ("before drop", "depth dropped", "after drop")
+DEPTH_DROPPED = 1  # index into PHASES
 TOPICS = {"rgb": "camera/color/image_raw", "depth": "camera/aligned_depth_to_color/image_raw",
           "camera_info": "camera/color/camera_info"}
 
@@ -29,7 +30,7 @@ def phase_at(fraction: float, drop_depth: bool) -> int:
     """Index into PHASES for a point of the run (0..1): the depth drop spans [0.4, 0.7)."""
     if not drop_depth or fraction < 0.4:
         return 0
-    return 1 if fraction < 0.7 else 2
+    return DEPTH_DROPPED if fraction < 0.7 else 2
 
 
 def save_frames(path: Path, rgb: list[np.ndarray], depth_m: list[np.ndarray],
@@ -88,7 +89,7 @@ def run(args) -> int:
             print(f"{stamp.nanoseconds} {index} {phase}", flush=True)  # before the node can answer it
             pubs["camera_info"].publish(info)
             pubs["rgb"].publish(rgb_msg)
-            if PHASES[phase] != "depth dropped":
+            if phase != DEPTH_DROPPED:
                 pubs["depth"].publish(depth_msg)
             time.sleep(max(0.0, start + (sent + 1) * period - time.monotonic()))
         return 0

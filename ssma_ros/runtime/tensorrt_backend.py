@@ -63,7 +63,7 @@ class TensorRTBackend:
 
     def __init__(self, bundle: Bundle, device: str = "cuda:0", precision: str = "fp16", *,
                  cache_dir: Path | None = None, allow_build: bool = True,
-                 workspace_mib: int = DEFAULT_WORKSPACE_MIB, warmup: int = 3, logger: Log | None = None) -> None:
+                 workspace_mib: int = DEFAULT_WORKSPACE_MIB, logger: Log | None = None) -> None:
         log = logger or default_logger()
         self.precision = check_precision(precision)
         why = why_unavailable(device)
@@ -87,8 +87,6 @@ class TensorRTBackend:
             self._context = self._engine.create_execution_context()
             self._stream = torch.cuda.Stream(device=self._cuda)
             self._allocate(bundle, trt)
-        for _ in range(warmup):  # first runs pay for lazy kernel loading and allocator growth
-            self.infer({spec.name: np.zeros(spec.shape, np.float32) for spec in self._specs})
         log.info(f"TensorRT {trt.__version__} engine {self.spec.plan_path.name} ready on {self.device}")
 
     def _allocate(self, bundle: Bundle, trt: Any) -> None:
