@@ -23,6 +23,7 @@ COUNTERS = (
     "bad_image",  # truncated or inconsistent Image messages
     "size_mismatch",  # rgb and aux of different sizes
     "out_of_order",  # a pair older than the last one served
+    "late_aux",  # pairs whose rgb frame had been served alone just before (aux came back): not served twice
     "aux_all_invalid",  # depth frames without a single valid pixel (served as RGB only)
     "no_camera_info",  # frames that could not make ~/cloud for want of camera_info
     "bad_camera_info",  # camera_info messages without a usable K

@@ -85,6 +85,7 @@ class SegmentNode(Node):
         self.converter = make_converter(self.params.image_codec)
         self._camera_info: CameraInfo | None = None  # the newest one
         self._last_stamp = -1
+        self._last_served_alone = False  # was the frame of _last_stamp served without aux?
         self.segmenter: Segmenter | None = None
         self.slot = LatestSlot()  # synchronised input -> inference worker
         self.inferred = LatestSlot()  # inference worker -> output worker
@@ -212,6 +213,11 @@ class SegmentNode(Node):
         if not any(wanted.values()):
             return  # nobody listens: do no work
         stamp = stamp_ns(frame.rgb)
+        if stamp == self._last_stamp and self._last_served_alone and frame.aux is not None:
+            # The first aux after a stall completes the pair of an rgb frame already served alone.
+            self.health.count("late_aux")
+            self._last_served_alone = False  # a second such pair is a camera fault (out of order)
+            return
         if stamp <= self._last_stamp:
             self._bad("out_of_order", "dropping a frame not newer than the last one served (stamps out of order)")
             return
@@ -220,7 +226,7 @@ class SegmentNode(Node):
         if decoded is None:
             return
         rgb, aux, aux_encoding = decoded
-        self._last_stamp = stamp
+        self._last_stamp, self._last_served_alone = stamp, aux is None
         camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
         inputs = self.segmenter.inputs(rgb, aux, aux_encoding, camera)
         inference_start, inference_start_cpu = time.perf_counter(), time.thread_time()
