@@ -172,9 +172,10 @@ def test_to_rgb8_for_each_colour_and_mono_encoding():
         to_rgb8(rgb, "bgra8")
     with pytest.raises(ImageFormatError, match="mono16 needs dtype uint16, got uint8"):
         to_rgb8(mono, "mono16")
-    converted = to_rgb8(rgb, "rgb8")
-    converted[0, 0, 0] ^= 1
-    assert converted[0, 0, 0] != rgb[0, 0, 0]  # always a new array
+    assert to_rgb8(rgb, "rgb8") is rgb  # already rgb8: no copy (the decoders' arrays are fresh)
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    assert not np.shares_memory(to_rgb8(bgr, "bgr8"), bgr)
+    assert not np.shares_memory(to_rgb8(rgb[:, ::2], "rgb8"), rgb)  # made contiguous: a copy
 
 
 class ImportRecorder:

@@ -294,6 +294,25 @@ def test_resize_nearest_output_is_row_major(shape, size):
     np.testing.assert_array_equal(out, image[np.ix_(rows, cols)])
 
 
+@settings(max_examples=300, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), fy=st.integers(1, 4), fx=st.integers(1, 4),
+       up_y=st.booleans(), up_x=st.booleans(),
+       dtype=st.sampled_from([np.uint8, np.int8, np.uint16, np.int16, np.float32, np.float64, np.int32, bool]),
+       channels=st.sampled_from([None, 1, 3, 4]), data=st.data())
+def test_resize_nearest_samples_pixel_centres_for_any_size_and_dtype(h, w, fy, fx, up_y, up_x, dtype, channels, data):
+    """Whole-number factors take OpenCV's path, the others numpy's: both pick the same pixels."""
+    height = h * fy if up_y else max(1, h // fy)
+    width = w * fx if up_x else max(1, w // fx)
+    shape = (h, w) if channels is None else (h, w, channels)
+    image = data.draw(arrays(dtype, shape))
+    out = resize_nearest(image, height, width)
+    rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+    expected = image[np.ix_(rows, cols)]
+    assert out.shape == expected.shape and out.dtype == image.dtype and out.flags.c_contiguous
+    np.testing.assert_array_equal(out, expected)  # NaN equals NaN here
+
+
 def test_runtime_modules_import_only_numpy_and_opencv():
     """The node imports encodings/preprocess: no torch, readers or class configs with them."""
     code = (

@@ -415,12 +415,24 @@ def resize_nearest(image: np.ndarray, height: int, width: int) -> np.ndarray:
     h, w = image.shape[:2]
     if (h, w) == (height, width):
         return image
+    if (_whole_ratio(h, height) and _whole_ratio(w, width) and image.dtype in _OPENCV_DTYPES
+            and (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))) and image.flags.c_contiguous):
+        # With whole-number factors (a 640x480 camera on a 320x240 network) OpenCV's exact
+        # nearest sampling picks the same pixels as the formula below (tested), 2-3x faster.
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST_EXACT)
     rows = np.minimum(((np.arange(height) + 0.5) * (h / height)).astype(np.intp), h - 1)
     cols = np.minimum(((np.arange(width) + 0.5) * (w / width)).astype(np.intp), w - 1)
     # Rows, then columns, with take: C-contiguous like the input (image[rows][:, cols] comes out
     # column-major, and every consumer then paid a transposing copy of 0.2-1.3 ms at 640x480)
     # and 4x faster than one 2-D gather.
     return image.take(rows, axis=0).take(cols, axis=1)
+
+
+_OPENCV_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.float32, np.float64))
+
+
+def _whole_ratio(size: int, new_size: int) -> bool:
+    return size % new_size == 0 or new_size % size == 0
 
 
 def _normalise(

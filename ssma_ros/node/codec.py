@@ -159,7 +159,9 @@ _TO_RGB = {
 
 
 def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Any colour or mono image as a new H x W x 3 RGB uint8 array (the network's colour input).
+    """Any colour or mono image as an H x W x 3 RGB uint8 array (the network's colour input):
+    `array` itself when it is one already (the decoders return fresh arrays, so no copy is
+    needed), a new array otherwise.
 
     bgr is reversed, alpha dropped, mono replicated; mono16 is scaled by 255/65535 with rounding
     (as cv_bridge does). Typed multi-channel encodings (8UC3, ...) are refused: their channel
@@ -179,7 +181,7 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
         # (x + 128) // 257 == round(x / 257) for every uint16 (no ties occur).
         array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
     array = np.ascontiguousarray(array)
-    return array.copy() if code is None else cv2.cvtColor(array, code)
+    return array if code is None else cv2.cvtColor(array, code)
 
 
 class ImageConverter(Protocol):
