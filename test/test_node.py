@@ -391,3 +391,13 @@ def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
     output = result.stdout + result.stderr
     assert "cannot start" in output and "nope" in output
     assert "Traceback" not in output
+
+
+def test_entry_point_runs_opencv_sequentially(tmp_path):
+    """OpenCV's pool would spin beside the backend: the executable turns it off before anything runs."""
+    code = ("import sys, cv2\nfrom ssma_ros.node import segment_node\nassert cv2.getNumThreads() > 1 or "
+            "__import__('os').cpu_count() == 1\ntry:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
+            "print('opencv threads', cv2.getNumThreads())")
+    cmd = [sys.executable, "-c", code, "--ros-args", "-p", f"bundle:={tmp_path / 'nope'}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ)
+    assert "opencv threads 1" in result.stdout, result.stdout + result.stderr

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -374,6 +375,10 @@ class SegmentNode(Node):
 
 
 def main(args=None) -> None:
+    # OpenCV's own pool spins in sched_yield after every parallel call: 1-2 ms of CPU per 640x480
+    # frame on 2 cores, taken from the backend and the other processes. The node's two workers
+    # already overlap the stages, so OpenCV runs sequentially in each.
+    cv2.setNumThreads(1)
     rclpy.init(args=args)
     node = None
     # Made before the node, so a Ctrl-C right after "ready" finds it whole (rclpy.spin would build
