@@ -321,6 +321,7 @@ def run(args) -> dict:
         summary = {
             "condition": f"{args.condition} (strength {args.strength:g})",
             "camera": f"{width}x{height} at {args.rate:g} Hz",
+            "rate_hz": args.rate,
             "dds_profile": dds_profile,
             "frames_sent": sent,
             "masks_received": int(len(scored.latencies)),

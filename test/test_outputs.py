@@ -153,6 +153,15 @@ def test_colorize_uses_the_palette_and_black_beyond_it():
 
 
 @settings(max_examples=40, deadline=None)
+@given(classes=st.integers(1, 256), h=st.integers(1, 50), w=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
+def test_colorize_equals_indexing_the_palette(classes, h, w, seed):
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (classes, 3))
+    mask = rng.integers(0, 256, (h, w), dtype=np.uint8)  # ids beyond the palette too
+    np.testing.assert_array_equal(colorize(mask, palette), palette_lut(palette)[mask])
+
+
+@settings(max_examples=40, deadline=None)
 @given(alpha=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
 def test_overlay_blends_and_leaves_void_pixels_alone(alpha, seed):
     rng = np.random.default_rng(seed)
