@@ -14,7 +14,6 @@ from hypothesis.extra.numpy import arrays
 
 from ssma_ros.node import outputs
 from ssma_ros.node.outputs import (
-    class_mask,
     colorize,
     confidence_to_mono8,
     max_probability,
@@ -103,9 +102,10 @@ def test_same_size_logits_are_not_resized():
 @settings(max_examples=60, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(1, 7), st.integers(1, 4), st.integers(1, 5)),
               elements=st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0])))
-def test_class_mask_is_argmax_with_first_maximum_on_ties(scores):
+def test_mask_is_argmax_with_first_maximum_on_ties(scores):
     """Few distinct values force ties: the lowest class id wins, as with numpy's argmax."""
-    np.testing.assert_array_equal(class_mask(scores), scores.argmax(axis=0))
+    mask = postprocess(scores[None], scores.shape[1:]).mask  # at the network size: no resampling
+    np.testing.assert_array_equal(mask, scores.argmax(axis=0))
 
 
 def test_confidence_is_stable_for_huge_logits_and_bounded():

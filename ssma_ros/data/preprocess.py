@@ -454,8 +454,7 @@ def _normalise(
         )
     # An OpenCV lookup per channel in the table of the 256 values, written straight into the
     # channel-first planes (8x faster than the arithmetic per pixel and a transpose).
-    table = _normalise_table(mean, std)
-    luts = [np.ascontiguousarray(table[:, c]).reshape(1, 256) for c in range(3)]
+    luts = _normalise_luts(mean, std)
     encoded = np.ascontiguousarray(encoded)
     n, h, w, _ = encoded.shape
     out = np.empty((n, 3, h, w), np.float32)
@@ -470,6 +469,13 @@ def _normalise_table(mean: tuple[float, float, float], std: tuple[float, float, 
     scale = np.asarray(std, np.float32) * np.float32(255.0)
     offset = np.asarray(mean, np.float32) / np.asarray(std, np.float32)
     return np.arange(256, dtype=np.float32)[:, None] / scale - offset
+
+
+@functools.lru_cache(maxsize=8)
+def _normalise_luts(mean: tuple[float, float, float], std: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
+    """The table's channels as OpenCV LUTs, built once per (mean, std), not per frame."""
+    table = _normalise_table(mean, std)
+    return tuple(np.ascontiguousarray(table[:, c]).reshape(1, 256) for c in range(3))
 
 
 @functools.lru_cache(maxsize=8)

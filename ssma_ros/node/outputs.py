@@ -45,13 +45,9 @@ def resize_logits(logits: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def class_mask(scores: np.ndarray) -> np.ndarray:
-    """Per-pixel argmax of C x H x W scores as uint8 class ids (ties: lowest class id)."""
-    return _argmax(scores)[0]
-
-
 def _argmax(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(class ids uint8, maximum score float32) per pixel of C x H x W scores.
+    """(class ids uint8, maximum score float32) per pixel of C x H x W scores (ties: lowest
+    class id).
 
     One pass per class over contiguous planes with OpenCV's SIMD kernels (several times faster
     than numpy's argmax over either axis here); the maximum comes for free.
