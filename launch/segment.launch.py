@@ -1,6 +1,6 @@
 """Start the SSMA segmentation node (and RViz with rviz:=true).
 
-    ros2 launch ssma_ros segment.launch.py rgb_topic:=/camera/color/image_raw \
+ros2 launch ssma_ros segment.launch.py rgb_topic:=/camera/color/image_raw \
         aux_topic:=/camera/aligned_depth_to_color/image_raw \
         camera_info_topic:=/camera/color/camera_info
 """
@@ -22,8 +22,14 @@ ARGUMENTS = {
     "bundle": ("", "model bundle folder (empty: the default bundle)"),
     "backend": ("auto", "auto | tensorrt | onnxruntime | torch"),
     "rgb_topic": ("/camera/color/image_raw", "RGB image topic"),
-    "aux_topic": ("/camera/aligned_depth_to_color/image_raw", "depth or infrared topic, registered to RGB"),
-    "camera_info_topic": ("/camera/color/camera_info", "camera_info of the registered images (for ~/cloud)"),
+    "aux_topic": (
+        "/camera/aligned_depth_to_color/image_raw",
+        "depth or infrared topic, registered to RGB",
+    ),
+    "camera_info_topic": (
+        "/camera/color/camera_info",
+        "camera_info of the registered images (for ~/cloud)",
+    ),
     "rviz": ("false", "also start RViz with config/segment.rviz"),
 }
 
@@ -36,7 +42,11 @@ def generate_launch_description() -> LaunchDescription:
         name="ssma_segmentation",
         namespace=arg("namespace"),
         parameters=[arg("params_file"), {"bundle": arg("bundle"), "backend": arg("backend")}],
-        remappings=[("rgb", arg("rgb_topic")), ("aux", arg("aux_topic")), ("camera_info", arg("camera_info_topic"))],
+        remappings=[
+            ("rgb", arg("rgb_topic")),
+            ("aux", arg("aux_topic")),
+            ("camera_info", arg("camera_info_topic")),
+        ],
         output="screen",
         emulate_tty=True,
     )
@@ -46,5 +56,8 @@ def generate_launch_description() -> LaunchDescription:
         arguments=["-d", str(SHARE / "config" / "segment.rviz")],
         condition=IfCondition(arg("rviz")),
     )
-    declared = [DeclareLaunchArgument(name, default_value=d, description=h) for name, (d, h) in ARGUMENTS.items()]
+    declared = [
+        DeclareLaunchArgument(name, default_value=d, description=h)
+        for name, (d, h) in ARGUMENTS.items()
+    ]
     return LaunchDescription([*declared, segment, rviz])

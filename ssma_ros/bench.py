@@ -20,17 +20,21 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "models" / "default"
-PAPER_NOTE = ("Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA TITAN X "
-              "(Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` table.")
-GPU_NOTE = ("No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 and "
-            "onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the paper's 101.95 ms "
-            "(TITAN X Pascal, 768x384).")
+PAPER_NOTE = (
+    "Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA TITAN X "
+    "(Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` table."
+)
+GPU_NOTE = (
+    "No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 and "
+    "onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the paper's 101.95 ms "
+    "(TITAN X Pascal, 768x384)."
+)
 
 
-def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, float]:
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]], warmup: int, runs: int
+) -> dict[str, float]:
     """Median seconds per call of each function, the functions taking turns."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -59,11 +63,15 @@ def machine() -> str:
     import os
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return (f"{cpu}, {os.cpu_count()} cores; GPU: {gpu}; Python {platform.python_version()}, torch "
-            f"{torch.__version__}, onnxruntime {onnxruntime.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores; GPU: {gpu}; Python {platform.python_version()}, torch "
+        f"{torch.__version__}, onnxruntime {onnxruntime.__version__}"
+    )
 
 
-def _variants(model, inputs, onnx_path: Path | None, threads: int) -> dict[str, Callable[[], object]]:
+def _variants(
+    model, inputs, onnx_path: Path | None, threads: int
+) -> dict[str, Callable[[], object]]:
     """The ways to run one model here: torch eager, torch tuned for the CPU, onnxruntime; GPU ones."""
     import onnxruntime as ort
     import torch
@@ -79,8 +87,12 @@ def _variants(model, inputs, onnx_path: Path | None, threads: int) -> dict[str, 
     # The best CPU settings found for torch: a frozen TorchScript graph (conv+BN folded) in
     # channels-last memory format.
     with torch.inference_mode(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks frozen at this size: fine
-        tuned = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, inputs).eval()))
+        warnings.simplefilter(
+            "ignore", torch.jit.TracerWarning
+        )  # shape checks frozen at this size: fine
+        tuned = torch.jit.optimize_for_inference(
+            torch.jit.freeze(torch.jit.trace(model, inputs).eval())
+        )
         cl_inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
 
     def tuned_run():
@@ -129,31 +141,63 @@ def bench_models(args) -> list[tuple[str, dict[str, float]]]:
     from ssma_ros.model.checkpoint import load_checkpoint
     from ssma_ros.model.info import count_flops, count_params, example_inputs
 
-    cases = [("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 240, 320, True)]
+    cases = [
+        ("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 240, 320, True)
+    ]
     pruned = Path(args.bundle) / "model.pt"
     if pruned.is_file():
-        cases.append(("lite SSMA, pruned (default bundle)", lambda: load_checkpoint(pruned)[0], 240, 320, True))
-    cases.append(("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 480, 640, True))
+        cases.append(
+            (
+                "lite SSMA, pruned (default bundle)",
+                lambda: load_checkpoint(pruned)[0],
+                240,
+                320,
+                True,
+            )
+        )
+    cases.append(
+        ("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 480, 640, True)
+    )
     # Full size on a CPU: torch only (its ONNX export alone takes minutes here); GPUs get every backend.
-    cases.append(("full SSMA", lambda: build_model("ssma", "full", len(CLASSES)), 240, 320, torch.cuda.is_available()))
+    cases.append(
+        (
+            "full SSMA",
+            lambda: build_model("ssma", "full", len(CLASSES)),
+            240,
+            320,
+            torch.cuda.is_available(),
+        )
+    )
     if torch.cuda.is_available():
-        cases.append(("full SSMA", lambda: build_model("ssma", "full", len(CLASSES)), 384, 768, True))
+        cases.append(
+            ("full SSMA", lambda: build_model("ssma", "full", len(CLASSES)), 384, 768, True)
+        )
 
     results = []
     for name, make, height, width, with_onnx in cases:
         model = make().eval()
         inputs = tuple(torch.randn_like(x) for x in example_inputs(model, height, width))
-        runs = args.runs if "full" not in name or torch.cuda.is_available() else max(3, args.runs // 10)
+        runs = (
+            args.runs
+            if "full" not in name or torch.cuda.is_available()
+            else max(3, args.runs // 10)
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            onnx_path = export_onnx(model, Path(tmp) / "m.onnx", height, width) if with_onnx else None
-            medians = interleaved_medians(_variants(model, inputs, onnx_path, args.threads), args.warmup, runs)
+            onnx_path = (
+                export_onnx(model, Path(tmp) / "m.onnx", height, width) if with_onnx else None
+            )
+            medians = interleaved_medians(
+                _variants(model, inputs, onnx_path, args.threads), args.warmup, runs
+            )
         params = count_params(model)[1]
         flops = count_flops(model.cpu().float(), height, width)
         title = f"{name} at {height}x{width}: {params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs, median of {runs}"
         print(f"\n{title}")
         base = medians["torch eager (cpu, fp32)"]
         for variant, seconds in medians.items():
-            print(f"  {variant:42s} {seconds * 1e3:9.1f} ms {1 / seconds:8.1f} fps  x{base / seconds:5.2f} vs eager")
+            print(
+                f"  {variant:42s} {seconds * 1e3:9.1f} ms {1 / seconds:8.1f} fps  x{base / seconds:5.2f} vs eager"
+            )
         results.append((title, medians))
     return results
 
@@ -168,32 +212,56 @@ def bench_node(args) -> dict[str, dict]:
 
     The listener only times what arrives: on a small CPU a consumer's own work on each mask runs
     on the cores the node needs and shows up in the node's figures (ssma-demo, which scores every
-    mask, shows how much)."""
+    mask, shows how much).
+    """
     from ssma_ros import demo
 
     figures: dict[str, list[dict]] = {label: [] for label in NODE_RUNS}
     for repeat in range(args.repeats):
         for label, extra in NODE_RUNS.items():
-            demo_args = demo.parse_args(["--rate", str(args.rate), "--size", args.size, "--duration",
-                                         str(args.duration), "--bundle", str(args.bundle), "--backend", "onnxruntime",
-                                         "--cpu-threads", str(args.threads), "--no-score", *extra,
-                                         "--out", str(Path(tempfile.mkdtemp(prefix="ssma-bench-node-")))])
+            demo_args = demo.parse_args(
+                [
+                    "--rate",
+                    str(args.rate),
+                    "--size",
+                    args.size,
+                    "--duration",
+                    str(args.duration),
+                    "--bundle",
+                    str(args.bundle),
+                    "--backend",
+                    "onnxruntime",
+                    "--cpu-threads",
+                    str(args.threads),
+                    "--no-score",
+                    *extra,
+                    "--out",
+                    str(Path(tempfile.mkdtemp(prefix="ssma-bench-node-"))),
+                ]
+            )
             figures[label].append(node_figures(demo.run(demo_args)))
-            print(f"  run {repeat + 1}/{args.repeats} ({label}): p95 {figures[label][-1]['latency_p95_ms']:.0f} ms, "
-                  f"overhead {100 * figures[label][-1]['overhead_share']:.0f} %")
+            print(
+                f"  run {repeat + 1}/{args.repeats} ({label}): p95 {figures[label][-1]['latency_p95_ms']:.0f} ms, "
+                f"overhead {100 * figures[label][-1]['overhead_share']:.0f} %"
+            )
     runs = {label: combine(runs) for label, runs in figures.items()}
     for label, combined in runs.items():
-        print(f"\nsegment_node end to end, onnxruntime on the CPU, listening to {label} "
-              f"(median of {args.repeats} runs):")
+        print(
+            f"\nsegment_node end to end, onnxruntime on the CPU, listening to {label} "
+            f"(median of {args.repeats} runs):"
+        )
         for key, value in combined.items():
-            print(f"  {key:30s} {value:.3f}" if isinstance(value, float) else f"  {key:30s} {value}")
+            print(
+                f"  {key:30s} {value:.3f}" if isinstance(value, float) else f"  {key:30s} {value}"
+            )
     return runs
 
 
 def node_figures(summary: dict) -> dict:
     node = summary["node"]
-    inputs, inference, output, process = (float(node[f"{k}_p50_ms"]) for k in ("input", "inference", "output",
-                                                                               "process"))
+    inputs, inference, output, process = (
+        float(node[f"{k}_p50_ms"]) for k in ("input", "inference", "output", "process")
+    )
     inference_cpu, process_cpu = (float(node[f"{k}_cpu_p50_ms"]) for k in ("inference", "process"))
     # The two workers overlap: a frame's outputs are made while the model runs on the next one,
     # so the time between frames is the longer stage, not their sum.
@@ -228,7 +296,8 @@ def node_figures(summary: dict) -> dict:
 
 def combine(runs: list[dict]) -> dict:
     """Figures of repeated runs: the median of each number (text from the first run), and the
-    range of the two that carry targets, as `<name>_range` (min, max)."""
+    range of the two that carry targets, as `<name>_range` (min, max).
+    """
     combined = {}
     for key, value in runs[0].items():
         numbers = [r[key] for r in runs]
@@ -240,55 +309,114 @@ def combine(runs: list[dict]) -> dict:
 
 
 def write_markdown(path: Path, models, node, command: str) -> None:
-    lines = ["# Benchmarks", "",
-             f"Machine: {machine()}.", "",
-             f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, batch 1).", "",
-             GPU_NOTE if "GPU: none" in machine() else PAPER_NOTE, ""]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, batch 1).",
+        "",
+        GPU_NOTE if "GPU: none" in machine() else PAPER_NOTE,
+        "",
+    ]
     for title, medians in models:
-        lines += [f"## {title}", "", "| backend | ms | frames/s | speed vs torch eager |", "|---|---:|---:|---:|"]
+        lines += [
+            f"## {title}",
+            "",
+            "| backend | ms | frames/s | speed vs torch eager |",
+            "|---|---:|---:|---:|",
+        ]
         base = medians["torch eager (cpu, fp32)"]
-        lines += [f"| {v} | {s * 1e3:.1f} | {1 / s:.1f} | {base / s:.2f}x |" for v, s in medians.items()]
+        lines += [
+            f"| {v} | {s * 1e3:.1f} | {1 / s:.1f} | {base / s:.2f}x |" for v, s in medians.items()
+        ]
         lines.append("")
     if node:
         first = next(iter(node.values()))
-        lines += ["## segment_node end to end", "",
-                  f"`ssma-bench node`: the default bundle with onnxruntime on the CPU, a "
-                  f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener that only "
-                  "times what arrives in separate "
-                  f"processes as on a robot, Fast DDS profile `{Path(first['dds_profile']).name}`. Each figure is "
-                  f"the median of {first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
-                  "brackets give the range over the runs. The CPU-time figures count the whole backend call only "
-                  "with `--threads 1` (other threads of its pool are not the workers').", "",
-                  "| figure | " + " | ".join(f"listening to {label}" for label in node) + " | target |",
-                  "|---|" + "---:|" * len(node) + "---|"]
+        lines += [
+            "## segment_node end to end",
+            "",
+            f"`ssma-bench node`: the default bundle with onnxruntime on the CPU, a "
+            f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener that only "
+            "times what arrives in separate "
+            f"processes as on a robot, Fast DDS profile `{Path(first['dds_profile']).name}`. Each figure is "
+            f"the median of {first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
+            "brackets give the range over the runs. The CPU-time figures count the whole backend call only "
+            "with `--threads 1` (other threads of its pool are not the workers').",
+            "",
+            "| figure | " + " | ".join(f"listening to {label}" for label in node) + " | target |",
+            "|---|" + "---:|" * len(node) + "---|",
+        ]
         rows = [
-            ("output rate", lambda f: f"{f['output_rate_hz']:.1f} Hz", "as fast as the model allows"),
+            (
+                "output rate",
+                lambda f: f"{f['output_rate_hz']:.1f} Hz",
+                "as fast as the model allows",
+            ),
             ("latency stamp-to-mask p50", lambda f: f"{f['latency_p50_ms']:.0f} ms", ""),
-            ("latency stamp-to-mask p95", lambda f: f"{f['latency_p95_ms']:.0f} ms ({_range(f, 'latency_p95_ms')}; "
-             f"target {f['p95_target_ms']:.0f})", "<= 1.5 x backend + 20 ms"),
+            (
+                "latency stamp-to-mask p95",
+                lambda f: (
+                    f"{f['latency_p95_ms']:.0f} ms ({_range(f, 'latency_p95_ms')}; "
+                    f"target {f['p95_target_ms']:.0f})"
+                ),
+                "<= 1.5 x backend + 20 ms",
+            ),
             ("backend call p50", lambda f: f"{f['backend_p50_ms']:.1f} ms", ""),
             ("decoding + encoding the inputs p50", lambda f: f"{f['input_p50_ms']:.1f} ms", ""),
-            ("outputs p50 (output worker, beside the next inference)", lambda f: f"{f['output_stage_p50_ms']:.1f} ms",
-             ""),
+            (
+                "outputs p50 (output worker, beside the next inference)",
+                lambda f: f"{f['output_stage_p50_ms']:.1f} ms",
+                "",
+            ),
             ("work per frame p50 (both workers)", lambda f: f"{f['frame_p50_ms']:.1f} ms", ""),
-            ("node overhead: work outside the backend call / work per frame",
-             lambda f: f"{100 * f['overhead_share']:.1f} % ({_range(f, 'overhead_share', 100)})", "<= 15 %"),
-            ("the same in CPU time of the workers (inputs / outputs p50)",
-             lambda f: f"{100 * f['overhead_cpu_share']:.1f} % ({_range(f, 'overhead_cpu_share', 100)}; "
-                       f"{f['input_cpu_p50_ms']:.1f} / {f['output_cpu_p50_ms']:.1f} ms)", "<= 15 %"),
-            ("the same work outside the backend call / camera frame period",
-             lambda f: f"{100 * f['frame_period_share']:.1f} % (of {1000 / f['rate_hz']:.1f} ms)", ""),
-            ("node overhead on the critical path: 1 - backend / longer worker stage",
-             lambda f: f"{100 * f['critical_path_overhead_share']:.1f} %", ""),
-            ("node process CPU per frame (workers, executor, DDS threads)",
-             lambda f: f"{f['node_cpu_ms_per_frame']:.1f} ms", ""),
-            ("node process overhead: 1 - backend / process CPU per frame",
-             lambda f: f"{100 * f['process_overhead_share']:.1f} %", ""),
-            ("stale pairs dropped / frames out", lambda f: f"{f['dropped_stale']:.0f} / {f['frames_out']:.0f}",
-             "bounded: one-slot mailboxes"),
+            (
+                "node overhead: work outside the backend call / work per frame",
+                lambda f: (
+                    f"{100 * f['overhead_share']:.1f} % ({_range(f, 'overhead_share', 100)})"
+                ),
+                "<= 15 %",
+            ),
+            (
+                "the same in CPU time of the workers (inputs / outputs p50)",
+                lambda f: (
+                    f"{100 * f['overhead_cpu_share']:.1f} % ({_range(f, 'overhead_cpu_share', 100)}; "
+                    f"{f['input_cpu_p50_ms']:.1f} / {f['output_cpu_p50_ms']:.1f} ms)"
+                ),
+                "<= 15 %",
+            ),
+            (
+                "the same work outside the backend call / camera frame period",
+                lambda f: (
+                    f"{100 * f['frame_period_share']:.1f} % (of {1000 / f['rate_hz']:.1f} ms)"
+                ),
+                "",
+            ),
+            (
+                "node overhead on the critical path: 1 - backend / longer worker stage",
+                lambda f: f"{100 * f['critical_path_overhead_share']:.1f} %",
+                "",
+            ),
+            (
+                "node process CPU per frame (workers, executor, DDS threads)",
+                lambda f: f"{f['node_cpu_ms_per_frame']:.1f} ms",
+                "",
+            ),
+            (
+                "node process overhead: 1 - backend / process CPU per frame",
+                lambda f: f"{100 * f['process_overhead_share']:.1f} %",
+                "",
+            ),
+            (
+                "stale pairs dropped / frames out",
+                lambda f: f"{f['dropped_stale']:.0f} / {f['frames_out']:.0f}",
+                "bounded: one-slot mailboxes",
+            ),
         ]
-        lines += [f"| {name} | " + " | ".join(cell(f) for f in node.values()) + f" | {target} |"
-                  for name, cell, target in rows]
+        lines += [
+            f"| {name} | " + " | ".join(cell(f) for f in node.values()) + f" | {target} |"
+            for name, cell, target in rows
+        ]
         lines.append("")
     path.write_text("\n".join(lines) + "\n")
 
@@ -302,20 +430,38 @@ def _range(figures: dict, key: str, scale: float = 1.0) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ssma-bench", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=("model", "node", "all"))
-    parser.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle for the pruned model and the node")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        default=DEFAULT_BUNDLE,
+        help="bundle for the pruned model and the node",
+    )
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every backend")
-    parser.add_argument("--rate", type=float, default=30.0, help="node benchmark: camera rate (Hz)")
+    parser.add_argument(
+        "--rate", type=float, default=30.0, help="node benchmark: camera rate (Hz)"
+    )
     parser.add_argument("--size", default="480x640", help="node benchmark: camera HxW")
-    parser.add_argument("--duration", type=float, default=15.0, help="node benchmark: seconds per run")
-    parser.add_argument("--repeats", type=int, default=3, help="node benchmark: runs per set of outputs")
-    parser.add_argument("--write", type=Path, default=None, help="also write the tables to this markdown file")
+    parser.add_argument(
+        "--duration", type=float, default=15.0, help="node benchmark: seconds per run"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="node benchmark: runs per set of outputs"
+    )
+    parser.add_argument(
+        "--write", type=Path, default=None, help="also write the tables to this markdown file"
+    )
     args = parser.parse_args(argv)
     models = bench_models(args) if args.what in ("model", "all") else []
     node = bench_node(args) if args.what in ("node", "all") else None
     if args.write:
-        write_markdown(args.write, models, node, "ssma-bench " + " ".join(argv if argv is not None else sys.argv[1:]))
+        write_markdown(
+            args.write,
+            models,
+            node,
+            "ssma-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        )
         print(f"\nwritten to {args.write}")
     return 0
 

@@ -103,6 +103,7 @@ def sha256_file(path: Path) -> str:
 # ---------------------------------------------------------------------------------------------
 # Validation: hand-written so that each message names the field and says what to do.
 
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -118,10 +119,18 @@ def _tensor_problems(meta: Mapping[str, Any], key: str) -> list[str]:
             problems.append(f"{where} must be an object {{name, shape, dtype}}, got {entry!r}")
             continue
         shape = entry.get("shape")
-        if not isinstance(shape, list) or len(shape) != 4 or not all(_is_int(d) and d > 0 for d in shape):
-            problems.append(f"{where}.shape must be 4 positive integers (N, C, H, W), got {shape!r}")
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 4
+            or not all(_is_int(d) and d > 0 for d in shape)
+        ):
+            problems.append(
+                f"{where}.shape must be 4 positive integers (N, C, H, W), got {shape!r}"
+            )
         if entry.get("dtype") not in DTYPES:
-            problems.append(f"{where}.dtype must be one of {list(DTYPES)}, got {entry.get('dtype')!r}")
+            problems.append(
+                f"{where}.dtype must be one of {list(DTYPES)}, got {entry.get('dtype')!r}"
+            )
         if not isinstance(entry.get("name"), str):
             problems.append(f"{where}.name must be a string, got {entry.get('name')!r}")
     return problems
@@ -133,45 +142,65 @@ def _io_problems(meta: Mapping[str, Any]) -> list[str]:
         return problems
     names = [e["name"] for e in meta["inputs"]]
     if names not in (["rgb", "aux"], ["rgb"], ["aux"]):
-        problems.append(f"inputs must be named ['rgb', 'aux'] (in that order), ['rgb'] or ['aux'], got {names}")
+        problems.append(
+            f"inputs must be named ['rgb', 'aux'] (in that order), ['rgb'] or ['aux'], got {names}"
+        )
     sizes = {tuple(e["shape"][2:]) for e in meta["inputs"]}
     if len(sizes) != 1:
         problems.append(f"inputs must share one height and width, got {sorted(sizes)}")
     if [e["name"] for e in meta["outputs"]] != [OUTPUT_NAME]:
-        problems.append(f"outputs must be exactly one tensor named {OUTPUT_NAME!r}, "
-                        f"got {[e['name'] for e in meta['outputs']]}")
+        problems.append(
+            f"outputs must be exactly one tensor named {OUTPUT_NAME!r}, "
+            f"got {[e['name'] for e in meta['outputs']]}"
+        )
     elif isinstance(meta.get("classes"), list):
         _, c, h, w = meta["outputs"][0]["shape"]
         if c != len(meta["classes"]):
-            problems.append(f"outputs[0].shape has {c} channels but classes has {len(meta['classes'])} names")
+            problems.append(
+                f"outputs[0].shape has {c} channels but classes has {len(meta['classes'])} names"
+            )
         if (h, w) not in sizes:
-            problems.append(f"outputs[0].shape is {h}x{w} but the inputs are {sorted(sizes)[0]}: "
-                            "logits must be at the network input resolution")
+            problems.append(
+                f"outputs[0].shape is {h}x{w} but the inputs are {sorted(sizes)[0]}: "
+                "logits must be at the network input resolution"
+            )
     # The preprocess spec is opaque here, except for the one fact both sides state: the input size.
     preprocess = meta.get("preprocess")
     size = preprocess.get("input_size") if isinstance(preprocess, dict) else None
     if isinstance(size, list) and len(sizes) == 1 and tuple(size) not in sizes:
-        problems.append(f"preprocess.input_size is {size} but the network inputs are {list(sorted(sizes)[0])}: "
-                        "the node would feed frames of the wrong size")
+        problems.append(
+            f"preprocess.input_size is {size} but the network inputs are {list(sorted(sizes)[0])}: "
+            "the node would feed frames of the wrong size"
+        )
     return problems
 
 
 def _class_problems(meta: Mapping[str, Any]) -> list[str]:
     classes, palette, void = meta.get("classes"), meta.get("palette"), meta.get("void_indices")
     problems = []
-    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes):
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or not all(isinstance(c, str) and c for c in classes)
+    ):
         return [f"classes must be a non-empty list of class names, got {classes!r}"]
     if len(set(classes)) != len(classes):
         problems.append(f"classes has duplicate names: {classes}")
     if len(classes) > 256:
         problems.append(f"classes has {len(classes)} names; the mono8 mask holds at most 256")
     if not isinstance(palette, list) or not all(
-            isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c) for c in palette):
-        problems.append(f"palette must be a list of [r, g, b] colours (integers 0-255), got {palette!r}")
+        isinstance(c, list) and len(c) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in c)
+        for c in palette
+    ):
+        problems.append(
+            f"palette must be a list of [r, g, b] colours (integers 0-255), got {palette!r}"
+        )
     elif len(palette) != len(classes):
         problems.append(f"classes has {len(classes)} names but palette has {len(palette)} colours")
     if not isinstance(void, list) or not all(_is_int(v) and 0 <= v < len(classes) for v in void):
-        problems.append(f"void_indices must be a list of class indices in [0, {len(classes) - 1}], got {void!r}")
+        problems.append(
+            f"void_indices must be a list of class indices in [0, {len(classes) - 1}], got {void!r}"
+        )
     return problems
 
 
@@ -183,9 +212,15 @@ def _file_problems(meta: Mapping[str, Any]) -> list[str]:
     for name, entry in files.items():
         if name not in KNOWN_FILES:  # also stops paths such as "../x" from leaving the folder
             problems.append(f"files lists {name!r}; a bundle holds only {list(KNOWN_FILES)}")
-        elif not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
-                  and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]) and _is_int(entry.get("bytes"))):
-            problems.append(f"files[{name!r}] must be {{sha256: 64 hex digits, bytes: integer}}, got {entry!r}")
+        elif not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
+            and _is_int(entry.get("bytes"))
+        ):
+            problems.append(
+                f"files[{name!r}] must be {{sha256: 64 hex digits, bytes: integer}}, got {entry!r}"
+            )
     return problems
 
 
@@ -194,15 +229,19 @@ def meta_problems(meta: Any) -> list[str]:
     if not isinstance(meta, dict):
         return [f"the top level must be a JSON object, got {type(meta).__name__}"]
     if meta.get("format") != FORMAT:
-        return [f"format is {meta.get('format')!r} but this ssma_ros reads {FORMAT!r} "
-                "(update ssma_ros, or export the bundle with this version)"]
+        return [
+            f"format is {meta.get('format')!r} but this ssma_ros reads {FORMAT!r} "
+            "(update ssma_ros, or export the bundle with this version)"
+        ]
     problems = []
     for key in ("name", "arch"):
         if not isinstance(meta.get(key), str) or not meta[key]:
             problems.append(f"{key} must be a non-empty string, got {meta.get(key)!r}")
     if not isinstance(meta.get("preprocess"), dict) or not meta["preprocess"]:
-        problems.append("preprocess must be the modality encoding and normalisation spec "
-                        f"(an object from ssma_ros.data.preprocess), got {meta.get('preprocess')!r}")
+        problems.append(
+            "preprocess must be the modality encoding and normalisation spec "
+            f"(an object from ssma_ros.data.preprocess), got {meta.get('preprocess')!r}"
+        )
     for key in ("training", "metrics", "exporter"):
         if not isinstance(meta.get(key), dict):
             problems.append(f"{key} must be an object, got {meta.get(key)!r}")
@@ -216,10 +255,13 @@ def _raise_if_invalid(meta: Any, where: str) -> None:
     if len(problems) == 1:
         raise BundleError(f"{where}: {problems[0]}; {REEXPORT}")
     if problems:
-        raise BundleError(f"{where} has {len(problems)} problems ({REEXPORT}):\n  - " + "\n  - ".join(problems))
+        raise BundleError(
+            f"{where} has {len(problems)} problems ({REEXPORT}):\n  - " + "\n  - ".join(problems)
+        )
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def read_onnx_io(onnx_path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec], int]:
     """Inputs, outputs and default-domain opset read from the ONNX file itself."""
@@ -233,9 +275,11 @@ def read_onnx_io(onnx_path: str | Path) -> tuple[list[TensorSpec], list[TensorSp
     def spec(value: Any) -> TensorSpec:
         dims = value.type.tensor_type.shape.dim
         if any(not d.HasField("dim_value") for d in dims):
-            raise BundleError(f"{onnx_path.name}: {value.name} has a dynamic shape "
-                              f"{[d.dim_param or d.dim_value for d in dims]}; export with a fixed "
-                              "height and width (the node and TensorRT engines use static shapes)")
+            raise BundleError(
+                f"{onnx_path.name}: {value.name} has a dynamic shape "
+                f"{[d.dim_param or d.dim_value for d in dims]}; export with a fixed "
+                "height and width (the node and TensorRT engines use static shapes)"
+            )
         dtype = helper.tensor_dtype_to_np_dtype(value.type.tensor_type.elem_type).name
         return TensorSpec(value.name, tuple(d.dim_value for d in dims), dtype)
 
@@ -262,15 +306,31 @@ def _exporter_versions() -> dict[str, str]:
 def _dumps(meta: Mapping[str, Any]) -> str:
     """Indented JSON with number lists (shapes, colours, means) kept on one line, for people to read."""
     text = json.dumps(meta, indent=2)
-    return re.sub(r"\[\s*([-+0-9.eE,\s]+?)\s*\]",
-                  lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
+    return (
+        re.sub(
+            r"\[\s*([-+0-9.eE,\s]+?)\s*\]",
+            lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]",
+            text,
+        )
+        + "\n"
+    )
 
 
-def write_bundle(out_dir: str | Path, onnx_path: str | Path, *, name: str, arch: str,
-                 classes: Sequence[str], palette: Sequence[Sequence[int]], preprocess: Mapping[str, Any],
-                 void_indices: Sequence[int] = (), onnx_fp16_path: str | Path | None = None,
-                 checkpoint_path: str | Path | None = None, training: Mapping[str, Any] | None = None,
-                 metrics: Mapping[str, Any] | None = None) -> Path:
+def write_bundle(
+    out_dir: str | Path,
+    onnx_path: str | Path,
+    *,
+    name: str,
+    arch: str,
+    classes: Sequence[str],
+    palette: Sequence[Sequence[int]],
+    preprocess: Mapping[str, Any],
+    void_indices: Sequence[int] = (),
+    onnx_fp16_path: str | Path | None = None,
+    checkpoint_path: str | Path | None = None,
+    training: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> Path:
     """Assemble a bundle folder from exported files and write its bundle.json; returns the folder.
 
     Inputs, outputs and opset come from `onnx_path` itself, so bundle.json cannot disagree with the
@@ -278,7 +338,11 @@ def write_bundle(out_dir: str | Path, onnx_path: str | Path, *, name: str, arch:
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sources = {ONNX_FILE: onnx_path, ONNX_FP16_FILE: onnx_fp16_path, CHECKPOINT_FILE: checkpoint_path}
+    sources = {
+        ONNX_FILE: onnx_path,
+        ONNX_FP16_FILE: onnx_fp16_path,
+        CHECKPOINT_FILE: checkpoint_path,
+    }
     files: dict[str, dict[str, Any]] = {}
     for file_name, source in sources.items():
         target = out / file_name
@@ -323,13 +387,17 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
     if folder.name == META_FILE:
         folder = folder.parent
     if not folder.is_dir():
-        raise BundleError(f"bundle folder {folder} not found; a bundle is a folder with "
-                          f"{ONNX_FILE} and {META_FILE} (make one with ssma-export)")
+        raise BundleError(
+            f"bundle folder {folder} not found; a bundle is a folder with "
+            f"{ONNX_FILE} and {META_FILE} (make one with ssma-export)"
+        )
     meta_path = folder / META_FILE
     for required in (META_FILE, ONNX_FILE):
         if not (folder / required).is_file():
-            raise BundleError(f"{required} not found in bundle {folder}; a bundle needs "
-                              f"{ONNX_FILE} and {META_FILE}; {RECOPY}")
+            raise BundleError(
+                f"{required} not found in bundle {folder}; a bundle needs "
+                f"{ONNX_FILE} and {META_FILE}; {RECOPY}"
+            )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -339,23 +407,31 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
     for file_name, entry in meta["files"].items():
         file_path = folder / file_name
         if not file_path.is_file():
-            raise BundleError(f"{file_name} not found in bundle {folder} but {META_FILE} lists it; {RECOPY}")
+            raise BundleError(
+                f"{file_name} not found in bundle {folder} but {META_FILE} lists it; {RECOPY}"
+            )
         size = file_path.stat().st_size
         if size != entry["bytes"]:
-            raise BundleError(f"{file_name} is {size} bytes but {META_FILE} records {entry['bytes']}; "
-                              f"the file was modified or truncated; {RECOPY}")
+            raise BundleError(
+                f"{file_name} is {size} bytes but {META_FILE} records {entry['bytes']}; "
+                f"the file was modified or truncated; {RECOPY}"
+            )
         if verify_hash:
             actual = sha256_file(file_path)
             if actual != entry["sha256"]:
-                raise BundleError(f"{file_name} sha256 mismatch: expected {entry['sha256']}, got {actual}; "
-                                  f"the file was modified or truncated; {RECOPY}")
+                raise BundleError(
+                    f"{file_name} sha256 mismatch: expected {entry['sha256']}, got {actual}; "
+                    f"the file was modified or truncated; {RECOPY}"
+                )
 
     return Bundle(
         path=folder.resolve(),
         name=meta["name"],
         arch=meta["arch"],
         inputs=tuple(TensorSpec(e["name"], tuple(e["shape"]), e["dtype"]) for e in meta["inputs"]),
-        outputs=tuple(TensorSpec(e["name"], tuple(e["shape"]), e["dtype"]) for e in meta["outputs"]),
+        outputs=tuple(
+            TensorSpec(e["name"], tuple(e["shape"]), e["dtype"]) for e in meta["outputs"]
+        ),
         preprocess=meta["preprocess"],
         classes=tuple(meta["classes"]),
         palette=tuple(tuple(c) for c in meta["palette"]),

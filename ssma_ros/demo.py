@@ -42,49 +42,85 @@ class Scored:
     kept: list[dict] = field(default_factory=list)  # a few frames for the picture
 
     def add(self, phase: str, mask: np.ndarray, label: np.ndarray) -> None:
-        from ssma_ros.train.metrics import confusion_matrix
         import torch
 
-        cm = confusion_matrix(torch.from_numpy(mask), torch.from_numpy(label), self.num_classes).numpy()
+        from ssma_ros.train.metrics import confusion_matrix
+
+        cm = confusion_matrix(
+            torch.from_numpy(mask), torch.from_numpy(label), self.num_classes
+        ).numpy()
         self.confusion[phase] = self.confusion.get(phase, 0) + cm
         self.frames[phase] = self.frames.get(phase, 0) + 1
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ssma-demo", description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=float, default=20.0, help="seconds of camera stream (default 20)")
+    p.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of camera stream (default 20)"
+    )
     p.add_argument("--rate", type=float, default=10.0, help="camera frame rate in Hz (default 10)")
     p.add_argument("--condition", default="clear", help="clear | fog | night | glare | rain")
     p.add_argument("--strength", type=float, default=1.0, help="strength of the condition, 0..1")
-    p.add_argument("--size", type=parse_size, default="240x320",
-                   help="camera resolution HxW (default 240x320, the default model's own; try 480x640)")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default="240x320",
+        help="camera resolution HxW (default 240x320, the default model's own; try 480x640)",
+    )
     p.add_argument("--backend", default="auto", help="auto | tensorrt | onnxruntime | torch")
-    p.add_argument("--cpu-threads", type=int, default=0,
-                   help="the node's cpu_threads parameter: CPU backend threads (0 = library default)")
-    p.add_argument("--bundle", default="", help="model bundle folder (default: the shipped default model)")
-    p.add_argument("--drop-depth", action="store_true",
-                   help="stop the depth stream from 40%% to 70%% of the run to show RGB-only fallback")
-    p.add_argument("--no-overlay", action="store_true",
-                   help="listen to mask and confidence only, as a navigation stack does (no picture then)")
-    p.add_argument("--no-score", action="store_true",
-                   help="only time the masks, do not score them (ssma-bench: no consumer work beside the node)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="scene seed; with 0 the frames are the test split the model card is scored on")
-    p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the summary and picture")
+    p.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=0,
+        help="the node's cpu_threads parameter: CPU backend threads (0 = library default)",
+    )
+    p.add_argument(
+        "--bundle", default="", help="model bundle folder (default: the shipped default model)"
+    )
+    p.add_argument(
+        "--drop-depth",
+        action="store_true",
+        help="stop the depth stream from 40%% to 70%% of the run to show RGB-only fallback",
+    )
+    p.add_argument(
+        "--no-overlay",
+        action="store_true",
+        help="listen to mask and confidence only, as a navigation stack does (no picture then)",
+    )
+    p.add_argument(
+        "--no-score",
+        action="store_true",
+        help="only time the masks, do not score them (ssma-bench: no consumer work beside the node)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="scene seed; with 0 the frames are the test split the model card is scored on",
+    )
+    p.add_argument(
+        "--out", type=Path, default=Path("demo_out"), help="folder for the summary and picture"
+    )
     return p.parse_args(argv)
 
 
 def use_large_image_transport() -> str:
     """Point Fast DDS at config/fastdds_large_images.xml for this process and the node it starts,
     unless a profile is set already; returns what is in effect. With Fast DDS's default 512 KiB
-    shared-memory segment, most 640x480 rgb8 frames are lost between processes under load."""
-    names = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # Fast DDS 3.x, 2.x
+    shared-memory segment, most 640x480 rgb8 frames are lost between processes under load.
+    """
+    names = (
+        "FASTDDS_DEFAULT_PROFILES_FILE",
+        "FASTRTPS_DEFAULT_PROFILES_FILE",
+    )  # Fast DDS 3.x, 2.x
     from ssma_ros.share import share_file
 
     profile = str(share_file("config/fastdds_large_images.xml"))
     current = next((os.environ[n] for n in names if os.environ.get(n)), None)
     if current is not None:
-        return current if current == profile else f"{current} (yours)"  # ours: set by an earlier run
+        return (
+            current if current == profile else f"{current} (yours)"
+        )  # ours: set by an earlier run
     # Fast DDS 2.x (Humble, Jazzy) reads only the old name; 3.x (Kilted, the pip wheels) warns on it.
     old_fast_dds = os.environ.get("ROS_DISTRO") in ("humble", "iron", "jazzy")
     os.environ[names[1] if old_fast_dds else names[0]] = profile
@@ -92,12 +128,28 @@ def use_large_image_transport() -> str:
 
 
 def start_node(args, out: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ssma_ros.node.segment_node", "--ros-args",
-           "-r", f"__ns:={NAMESPACE}", "-r", f"rgb:={NAMESPACE}/camera/color/image_raw",
-           "-r", f"aux:={NAMESPACE}/camera/aligned_depth_to_color/image_raw",
-           "-r", f"camera_info:={NAMESPACE}/camera/color/camera_info",
-           "-p", f"backend:={args.backend}", "-p", "aux_timeout:=0.5",
-           "-p", "diagnostics_period:=0.5", "-p", f"cpu_threads:={args.cpu_threads}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssma_ros.node.segment_node",
+        "--ros-args",
+        "-r",
+        f"__ns:={NAMESPACE}",
+        "-r",
+        f"rgb:={NAMESPACE}/camera/color/image_raw",
+        "-r",
+        f"aux:={NAMESPACE}/camera/aligned_depth_to_color/image_raw",
+        "-r",
+        f"camera_info:={NAMESPACE}/camera/color/camera_info",
+        "-p",
+        f"backend:={args.backend}",
+        "-p",
+        "aux_timeout:=0.5",
+        "-p",
+        "diagnostics_period:=0.5",
+        "-p",
+        f"cpu_threads:={args.cpu_threads}",
+    ]
     if args.bundle:
         cmd += ["-p", f"bundle:={Path(args.bundle).resolve()}"]
     log = open(out / "node.log", "w")
@@ -146,8 +198,18 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 def start_camera(args, frames_file: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ssma_ros.sim_camera", str(frames_file), "--rate", str(args.rate),
-           "--duration", str(args.duration), "--namespace", NAMESPACE] + (["--drop-depth"] if args.drop_depth else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssma_ros.sim_camera",
+        str(frames_file),
+        "--rate",
+        str(args.rate),
+        "--duration",
+        str(args.duration),
+        "--namespace",
+        NAMESPACE,
+    ] + (["--drop-depth"] if args.drop_depth else [])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ)
 
 
@@ -173,7 +235,9 @@ def run(args) -> dict:
     from ssma_ros.node.codec import image_to_numpy
     from ssma_ros.train.metrics import scores
 
-    torch.set_num_threads(1)  # scoring one mask is small work: leave the cores to the camera and node
+    torch.set_num_threads(
+        1
+    )  # scoring one mask is small work: leave the cores to the camera and node
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     height, width = args.size
@@ -188,15 +252,21 @@ def run(args) -> dict:
         first = SPLITS["test"]  # scenes no training run or checkpoint selection saw
         frames = [scenes.sample(first + i, args.condition, args.strength) for i in range(n_frames)]
         frames_file = out / "frames.npz"
-        save_frames(frames_file, [f.rgb for f in frames], [f.depth for f in frames],
-                    [(f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy) for f in frames])
+        save_frames(
+            frames_file,
+            [f.rgb for f in frames],
+            [f.depth for f in frames],
+            [(f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy) for f in frames],
+        )
     except BaseException:
         stop(node_proc)
         raise
 
     rclpy.init()
     node = rclpy.create_node("ssma_demo", namespace=NAMESPACE)
-    truth: OrderedDict[int, tuple[int, str, float]] = OrderedDict()  # stamp -> (frame, phase, t); bounded
+    truth: OrderedDict[int, tuple[int, str, float]] = (
+        OrderedDict()
+    )  # stamp -> (frame, phase, t); bounded
     known = threading.Condition()  # guards truth; notified when the camera reports a frame
     scored = Scored(len(CLASSES))
     overlays: dict[int, np.ndarray] = {}
@@ -231,7 +301,12 @@ def run(args) -> dict:
             while len(overlays) > 8:
                 overlays.pop(next(iter(overlays)))
 
-    keep_at = (0.2, 0.5, 0.6, 0.85)  # fractions of the run: before, during (2x) and after a depth drop
+    keep_at = (
+        0.2,
+        0.5,
+        0.6,
+        0.85,
+    )  # fractions of the run: before, during (2x) and after a depth drop
 
     def on_confidence(msg: Image) -> None:
         stamp, entry = frame_of(msg)
@@ -242,8 +317,16 @@ def run(args) -> dict:
             index, phase, t = entry
             if t >= keep_at[len(scored.kept)] * args.duration:
                 f = frames[index]
-                scored.kept.append({"RGB": f.rgb, "depth": depth_jet(f.depth), "overlay": overlay,
-                                    "confidence": image_to_numpy(msg), "phase": phase, "t": t})
+                scored.kept.append(
+                    {
+                        "RGB": f.rgb,
+                        "depth": depth_jet(f.depth),
+                        "overlay": overlay,
+                        "confidence": image_to_numpy(msg),
+                        "phase": phase,
+                        "t": t,
+                    }
+                )
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -257,10 +340,18 @@ def run(args) -> dict:
 
     node.create_subscription(Image, "ssma_segmentation/mask", on_mask, qos_profile_sensor_data)
     if not args.no_overlay:
-        node.create_subscription(Image, "ssma_segmentation/overlay", ignore if args.no_score else on_overlay,
-                                 qos_profile_sensor_data)
-    node.create_subscription(Image, "ssma_segmentation/confidence", ignore if args.no_score else on_confidence,
-                             qos_profile_sensor_data)
+        node.create_subscription(
+            Image,
+            "ssma_segmentation/overlay",
+            ignore if args.no_score else on_overlay,
+            qos_profile_sensor_data,
+        )
+    node.create_subscription(
+        Image,
+        "ssma_segmentation/confidence",
+        ignore if args.no_score else on_confidence,
+        qos_profile_sensor_data,
+    )
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -272,15 +363,24 @@ def run(args) -> dict:
         deadline = time.monotonic() + 120
         while node.count_publishers(f"{NODE}/mask") == 0:
             if node_proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("segment_node did not start; its log:\n" + (out / "node.log").read_text())
+                raise RuntimeError(
+                    "segment_node did not start; its log:\n" + (out / "node.log").read_text()
+                )
             time.sleep(0.1)
         camera_proc = start_camera(args, frames_file)
-        print(f"ssma-demo: node up; streaming {n_frames} distinct {args.condition} frames at {args.rate:g} Hz "
-              f"({width}x{height}) for {args.duration:g} s")
+        print(
+            f"ssma-demo: node up; streaming {n_frames} distinct {args.condition} frames at {args.rate:g} Hz "
+            f"({width}x{height}) for {args.duration:g} s"
+        )
         rgb_only_before = None
         start = cpu_start = None
         sent = 0
-        with tqdm(total=int(round(args.duration * args.rate)), unit="frame", desc="ssma-demo", mininterval=1.0) as bar:
+        with tqdm(
+            total=int(round(args.duration * args.rate)),
+            unit="frame",
+            desc="ssma-demo",
+            mininterval=1.0,
+        ) as bar:
             for line in camera_proc.stdout:  # one line per frame sent, until the camera ends
                 stamp, index, phase_index = (int(v) for v in line.split())
                 if start is None:
@@ -296,7 +396,11 @@ def run(args) -> dict:
                     if phase_index == DEPTH_DROPPED and rgb_only_before is None:
                         rgb_only_before = int(diagnostics.get("rgb_only_in", 0))
                     done = len(scored.latencies)
-                    miou = scores(sum(scored.confusion.values())).miou if scored.confusion else float("nan")
+                    miou = (
+                        scores(sum(scored.confusion.values())).miou
+                        if scored.confusion
+                        else float("nan")
+                    )
                 bar.set_postfix(masks=done, mIoU=f"{100 * miou:.1f}", refresh=False)
                 bar.update(1)
         if camera_proc.wait() != 0:
@@ -325,22 +429,43 @@ def run(args) -> dict:
             "dds_profile": dds_profile,
             "frames_sent": sent,
             "masks_received": int(len(scored.latencies)),
-            "output_rate_hz": float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0])) if len(arrivals) > 1 else 0.0,
+            "output_rate_hz": float((len(arrivals) - 1) / (arrivals[-1] - arrivals[0]))
+            if len(arrivals) > 1
+            else 0.0,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
             "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
             # All the node process's threads (workers, executor, DDS) while the camera streamed.
-            "node_cpu_ms_per_frame": (1000.0 * (cpu_end - cpu_start) / served
-                                      if served and None not in (cpu_start, cpu_end) else float("nan")),
+            "node_cpu_ms_per_frame": (
+                1000.0 * (cpu_end - cpu_start) / served
+                if served and None not in (cpu_start, cpu_end)
+                else float("nan")
+            ),
             "miou": 100 * scores(total).miou if scored.confusion else float("nan"),
             "miou_by_phase": {p: 100 * scores(cm).miou for p, cm in scored.confusion.items()},
             "frames_by_phase": dict(scored.frames),
-            "node": {k: diagnostics.get(k) for k in ("backend", "device", "precision", "aux", "rgb_only_in",
-                                                     "pairs_in", "frames_out", "dropped_stale",
-                                                     *(f"{stage}{kind}_p50_ms" for kind in ("", "_cpu")
-                                                       for stage in ("input", "inference", "output", "process")))},
+            "node": {
+                k: diagnostics.get(k)
+                for k in (
+                    "backend",
+                    "device",
+                    "precision",
+                    "aux",
+                    "rgb_only_in",
+                    "pairs_in",
+                    "frames_out",
+                    "dropped_stale",
+                    *(
+                        f"{stage}{kind}_p50_ms"
+                        for kind in ("", "_cpu")
+                        for stage in ("input", "inference", "output", "process")
+                    ),
+                )
+            },
         }
         if args.drop_depth:
-            summary["rgb_only_frames_during_drop"] = int(diagnostics.get("rgb_only_in", 0)) - (rgb_only_before or 0)
+            summary["rgb_only_frames_during_drop"] = int(diagnostics.get("rgb_only_in", 0)) - (
+                rgb_only_before or 0
+            )
         kept = list(scored.kept)
     strip = out / "demo_strip.png"
     if kept:
@@ -355,25 +480,37 @@ def print_summary(s: dict) -> None:
     print("\n==== ssma-demo summary ====")
     print(f"camera        {s['camera']}, condition {s['condition']}")
     print(f"backend       {node['backend']} on {node['device']} [{node['precision']}]")
-    print(f"frames        {s['frames_sent']} sent, {s['masks_received']} masks received "
-          f"({s['output_rate_hz']:.1f} Hz out); node dropped {node['dropped_stale']} stale pairs")
-    print(f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms "
-          f"(node p50: inputs {node['input_p50_ms']} ms, inference {node['inference_p50_ms']} ms, "
-          f"outputs {node['output_p50_ms']} ms)")
-    print(f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served, all its threads (workers p50: "
-          f"inputs {node['input_cpu_p50_ms']} ms, inference {node['inference_cpu_p50_ms']} ms, "
-          f"outputs {node['output_cpu_p50_ms']} ms)")
+    print(
+        f"frames        {s['frames_sent']} sent, {s['masks_received']} masks received "
+        f"({s['output_rate_hz']:.1f} Hz out); node dropped {node['dropped_stale']} stale pairs"
+    )
+    print(
+        f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms "
+        f"(node p50: inputs {node['input_p50_ms']} ms, inference {node['inference_p50_ms']} ms, "
+        f"outputs {node['output_p50_ms']} ms)"
+    )
+    print(
+        f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served, all its threads (workers p50: "
+        f"inputs {node['input_cpu_p50_ms']} ms, inference {node['inference_cpu_p50_ms']} ms, "
+        f"outputs {node['output_cpu_p50_ms']} ms)"
+    )
     if s["frames_by_phase"]:
         print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
     if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
         for phase in PHASES:
             if phase in s["miou_by_phase"]:
-                print(f"  {phase:14s} mIoU {s['miou_by_phase'][phase]:.1f} % over {s['frames_by_phase'][phase]} frames")
-        print(f"fallback      {s.get('rgb_only_frames_during_drop', 0)} frames served from RGB alone while depth "
-              f"was off; aux state at the end: {node['aux']}")
+                print(
+                    f"  {phase:14s} mIoU {s['miou_by_phase'][phase]:.1f} % over {s['frames_by_phase'][phase]} frames"
+                )
+        print(
+            f"fallback      {s.get('rgb_only_frames_during_drop', 0)} frames served from RGB alone while depth "
+            f"was off; aux state at the end: {node['aux']}"
+        )
     if "picture" in s:
         print(f"picture       {s['picture']}")
-    print(f"details       {Path(s.get('picture', 'demo_out/x')).parent / 'summary.json'}, node log beside it")
+    print(
+        f"details       {Path(s.get('picture', 'demo_out/x')).parent / 'summary.json'}, node log beside it"
+    )
 
 
 def main(argv=None) -> int:

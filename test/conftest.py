@@ -16,6 +16,7 @@ import pytest  # noqa: E402
 def ros_context():
     """A fresh rclpy context for one test, shut down afterwards."""
     import rclpy
+
     context = rclpy.Context()
     rclpy.init(context=context)
     yield context
@@ -25,7 +26,8 @@ def ros_context():
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """Training tests in one torch thread: the test machine's cores are shared, and one thread
-    per process is faster than oversubscribing them."""
+    per process is faster than oversubscribing them.
+    """
     import torch
 
     threads = torch.get_num_threads()
@@ -53,7 +55,12 @@ def tiny_bundle(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bundle")
     model = build_model("ssma", "lite", len(CLASSES)).eval()
     checkpoint = save_checkpoint(
-        folder / "tiny.pt", model, classes=list(CLASSES), palette=PALETTE.tolist(), void_index=0,
-        preprocess=Preprocess(64, 80).to_dict())
+        folder / "tiny.pt",
+        model,
+        classes=list(CLASSES),
+        palette=PALETTE.tolist(),
+        void_index=0,
+        preprocess=Preprocess(64, 80).to_dict(),
+    )
     bundle, _ = export_bundle(checkpoint, folder / "tiny_bundle", name="tiny")
     return bundle

@@ -10,8 +10,12 @@ from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from ssma_ros.data.encodings import CameraIntrinsics, depth_to_metres
-from ssma_ros.node.cloud import (cloud_to_numpy, intrinsics_from_camera_info, pack_rgb,
-                                 semantic_cloud)
+from ssma_ros.node.cloud import (
+    cloud_to_numpy,
+    intrinsics_from_camera_info,
+    pack_rgb,
+    semantic_cloud,
+)
 from ssma_ros.node.codec import image_to_numpy, numpy_to_image
 
 H, W = 6, 8
@@ -47,7 +51,8 @@ def test_intrinsics_from_camera_info():
     assert intrinsics_from_camera_info(camera_info()) == CAM
     assert intrinsics_from_camera_info(camera_info(), W, H) == CAM
     assert intrinsics_from_camera_info(camera_info(), matrix="P") == CameraIntrinsics(
-        6.0, 5.0, 4.5, 3.5)
+        6.0, 5.0, 4.5, 3.5
+    )
     with pytest.raises(ValueError, match="uncalibrated"):
         intrinsics_from_camera_info(CameraInfo(width=W, height=H))
     with pytest.raises(ValueError, match="zero size"):
@@ -82,8 +87,9 @@ def test_invalid_depth_gives_nan_points_and_labels_equal_the_mask():
         assert np.all(np.isfinite(points[name][~invalid]))
     np.testing.assert_array_equal(points["label"], mask)  # also where depth is invalid
     packed = points["rgb"].view(np.uint32)
-    np.testing.assert_array_equal(np.stack([(packed >> 16) & 255, (packed >> 8) & 255,
-                                            packed & 255], axis=2), rgb)
+    np.testing.assert_array_equal(
+        np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], axis=2), rgb
+    )
     assert np.all(packed >> 24 == 0)
 
 
@@ -157,8 +163,10 @@ def test_depth_image_to_cloud_end_to_end():
 
 def test_cloud_to_numpy_reads_big_endian_and_padded_layouts():
     msg = PointCloud2(height=1, width=2, is_bigendian=True, point_step=12, row_step=30)
-    msg.fields = [PointField(name="z", offset=4, datatype=PointField.FLOAT32, count=1),
-                  PointField(name="label", offset=0, datatype=PointField.UINT16, count=1)]
+    msg.fields = [
+        PointField(name="z", offset=4, datatype=PointField.FLOAT32, count=1),
+        PointField(name="label", offset=0, datatype=PointField.UINT16, count=1),
+    ]
     point0 = struct.pack(">HHf4x", 9, 0, 1.25)
     point1 = struct.pack(">HHf4x", 3, 0, -2.5)
     msg.data = point0 + point1 + bytes(6)  # row padded to row_step

@@ -17,9 +17,16 @@ from ssma_ros.node import codec
 from ssma_ros.node.codec import ImageFormatError, image_to_numpy, numpy_to_image, to_rgb8
 
 ENCODINGS = {  # encoding: (dtype, channels), written out independently of the codec's tables
-    "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "bgra8": (np.uint8, 4),
-    "mono8": (np.uint8, 1), "mono16": (np.uint16, 1), "8UC1": (np.uint8, 1),
-    "8UC3": (np.uint8, 3), "16UC1": (np.uint16, 1), "32FC1": (np.float32, 1),
+    "rgb8": (np.uint8, 3),
+    "bgr8": (np.uint8, 3),
+    "rgba8": (np.uint8, 4),
+    "bgra8": (np.uint8, 4),
+    "mono8": (np.uint8, 1),
+    "mono16": (np.uint16, 1),
+    "8UC1": (np.uint8, 1),
+    "8UC3": (np.uint8, 3),
+    "16UC1": (np.uint16, 1),
+    "32FC1": (np.float32, 1),
 }
 
 
@@ -40,8 +47,13 @@ def hand_made_image(array: np.ndarray, encoding: str, pad: int, big_endian: bool
     rows = array.astype(wire).reshape(array.shape[0], -1)
     garbage = bytes([0xAB]) * pad
     data = b"".join(row.tobytes() + garbage for row in rows)
-    msg = Image(height=array.shape[0], width=array.shape[1], encoding=encoding,
-                is_bigendian=int(big_endian), step=len(data) // array.shape[0])
+    msg = Image(
+        height=array.shape[0],
+        width=array.shape[1],
+        encoding=encoding,
+        is_bigendian=int(big_endian),
+        step=len(data) // array.shape[0],
+    )
     msg.data = data
     return msg
 
@@ -55,8 +67,12 @@ def assert_same(decoded: np.ndarray, expected: np.ndarray) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(encoding=st.sampled_from(sorted(ENCODINGS)), height=st.integers(1, 7),
-       width=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
+@given(
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    height=st.integers(1, 7),
+    width=st.integers(1, 9),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_round_trip_every_encoding(encoding, height, width, seed):
     array = random_array(np.random.default_rng(seed), encoding, height, width)
     header = Header(frame_id="camera_optical")
@@ -72,11 +88,15 @@ def test_round_trip_every_encoding(encoding, height, width, seed):
 
 
 @settings(max_examples=80, deadline=None)
-@given(encoding=st.sampled_from(sorted(ENCODINGS)), height=st.integers(1, 6),
-       width=st.integers(1, 8), pad=st.integers(0, 13), big_endian=st.booleans(),
-       seed=st.integers(0, 2**32 - 1))
-def test_decodes_padded_rows_and_either_byte_order(encoding, height, width, pad, big_endian,
-                                                    seed):
+@given(
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    height=st.integers(1, 6),
+    width=st.integers(1, 8),
+    pad=st.integers(0, 13),
+    big_endian=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_decodes_padded_rows_and_either_byte_order(encoding, height, width, pad, big_endian, seed):
     array = random_array(np.random.default_rng(seed), encoding, height, width)
     msg = hand_made_image(array, encoding, pad, big_endian)
     assert_same(image_to_numpy(msg), array)
@@ -98,8 +118,13 @@ def test_decoded_array_does_not_alias_the_message():
 
 
 @settings(max_examples=40, deadline=None)
-@given(encoding=st.sampled_from(sorted(ENCODINGS)), height=st.integers(1, 5),
-       width=st.integers(1, 6), pad=st.integers(0, 5), data=st.data())
+@given(
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    height=st.integers(1, 5),
+    width=st.integers(1, 6),
+    pad=st.integers(0, 5),
+    data=st.data(),
+)
 def test_truncated_or_overlong_data_rejected(encoding, height, width, pad, data):
     array = random_array(np.random.default_rng(0), encoding, height, width)
     msg = hand_made_image(array, encoding, pad, False)
@@ -116,8 +141,9 @@ def test_truncated_or_overlong_data_rejected(encoding, height, width, pad, data)
 def test_step_smaller_than_a_row_rejected():
     msg = numpy_to_image(np.zeros((2, 3, 3), np.uint8), "rgb8")
     msg.step = 8
-    with pytest.raises(ImageFormatError,
-                       match=re.escape("step 8 < width 3 x 3 bytes per pixel = 9 (rgb8)")):
+    with pytest.raises(
+        ImageFormatError, match=re.escape("step 8 < width 3 x 3 bytes per pixel = 9 (rgb8)")
+    ):
         image_to_numpy(msg)
 
 
@@ -158,14 +184,16 @@ def test_to_rgb8_for_each_colour_and_mono_encoding():
     np.testing.assert_array_equal(to_rgb8(rgb[:, :, [2, 1, 0]], "bgr8"), rgb)
     np.testing.assert_array_equal(to_rgb8(np.concatenate([rgb, alpha], 2), "rgba8"), rgb)
     np.testing.assert_array_equal(
-        to_rgb8(np.concatenate([rgb[:, :, [2, 1, 0]], alpha], 2), "bgra8"), rgb)
+        to_rgb8(np.concatenate([rgb[:, :, [2, 1, 0]], alpha], 2), "bgra8"), rgb
+    )
     mono = rng.integers(0, 256, (3, 4), dtype=np.uint8)
     out = to_rgb8(mono, "mono8")
     assert out.shape == (3, 4, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
     np.testing.assert_array_equal(out, np.stack([mono] * 3, axis=2))
     mono16 = np.arange(65536, dtype=np.uint16).reshape(256, 256)
-    np.testing.assert_array_equal(to_rgb8(mono16, "mono16")[:, :, 1],
-                                  np.round(mono16 / 257.0).astype(np.uint8))
+    np.testing.assert_array_equal(
+        to_rgb8(mono16, "mono16")[:, :, 1], np.round(mono16 / 257.0).astype(np.uint8)
+    )
     with pytest.raises(ImageFormatError, match="cannot convert '8UC3' to rgb8"):
         to_rgb8(rgb, "8UC3")
     with pytest.raises(ImageFormatError, match=r"bgra8 array has shape \(3, 4, 3\)"):
@@ -216,17 +244,24 @@ def fake_cv_bridge_module(calls: list) -> types.ModuleType:
             calls.append(("imgmsg_to_cv2", msg.encoding, desired_encoding))
             dtype, channels = ENCODINGS[msg.encoding]
             dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-            im = np.ndarray(shape=(msg.height, msg.step // dtype.itemsize // channels, channels),
-                            dtype=dtype, buffer=msg.data)
-            im = np.ascontiguousarray(im[:msg.height, :msg.width, :])  # a view when unpadded
+            im = np.ndarray(
+                shape=(msg.height, msg.step // dtype.itemsize // channels, channels),
+                dtype=dtype,
+                buffer=msg.data,
+            )
+            im = np.ascontiguousarray(im[: msg.height, : msg.width, :])  # a view when unpadded
             if msg.is_bigendian == (sys.byteorder == "little"):
                 im = im.byteswap().view(im.dtype.newbyteorder())  # native bytes, same values
             return im[:, :, 0] if channels == 1 else im
 
         def cv2_to_imgmsg(self, cvim, encoding="passthrough", header=None):
             calls.append(("cv2_to_imgmsg", encoding))
-            msg = Image(height=cvim.shape[0], width=cvim.shape[1], encoding=encoding,
-                        is_bigendian=int(sys.byteorder == "big"))
+            msg = Image(
+                height=cvim.shape[0],
+                width=cvim.shape[1],
+                encoding=encoding,
+                is_bigendian=int(sys.byteorder == "big"),
+            )
             if header is not None:
                 msg.header = header
             msg.data = cvim.tobytes()

@@ -24,7 +24,12 @@ def tiny_config(out: Path) -> dict:
         "stage": "fusion",
         "model": {"arch": "ssma", "config": "lite"},
         # 3 validation frames over 2 ranks: uneven shards, which padding samplers would double count.
-        "data": {"size": [48, 64], "train_samples": 8, "val_samples": 3, "eval_conditions": ["clear"]},
+        "data": {
+            "size": [48, 64],
+            "train_samples": 8,
+            "val_samples": 3,
+            "eval_conditions": ["clear"],
+        },
         "optim": {"iterations": 2, "batch_size": 2},
         "eval": {"interval": 2, "batch_size": 2, "plots": False, "no_aux": False},
         "output_dir": str(out / "run"),
@@ -51,21 +56,35 @@ def worker(out: Path) -> None:
         with torch.no_grad():
             for batch in shard:
                 own.update(trainer.model.eval()(batch["rgb"], batch["aux"]), batch["label"])
-        torch.save({
-            "confusion": torch.from_numpy(results["clear"].confusion),
-            "miou": results["clear"].miou,
-            "shard_pixels": int(own.matrix.sum()),
-            "shard_size": len(shard.sampler),
-            "state": trainer.model.state_dict(),
-        }, out / f"rank{ctx.rank}.pt")
+        torch.save(
+            {
+                "confusion": torch.from_numpy(results["clear"].confusion),
+                "miou": results["clear"].miou,
+                "shard_pixels": int(own.matrix.sum()),
+                "shard_size": len(shard.sampler),
+                "state": trainer.model.state_dict(),
+            },
+            out / f"rank{ctx.rank}.pt",
+        )
     finally:
         dist.teardown()
 
 
 def test_two_process_ddp_matches_single_process_evaluation(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
-           __file__, str(tmp_path)]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={WORLD}",
+        __file__,
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 

@@ -42,7 +42,10 @@ def test_default_bundle_is_complete_small_and_carries_no_training_state() -> Non
     assert bundle.arch == "ssma" and [s.name for s in bundle.inputs] == ["rgb", "aux"]
     assert (bundle.height, bundle.width) == (240, 320)
     assert bundle.classes == CLASSES and bundle.void_indices == (0,)
-    assert bundle.preprocess["aux"]["modality"] == "depth" and bundle.preprocess["aux"]["encoding"] == "jet"
+    assert (
+        bundle.preprocess["aux"]["modality"] == "depth"
+        and bundle.preprocess["aux"]["encoding"] == "jet"
+    )
     total = sum(f.stat().st_size for f in BUNDLE.iterdir() if f.is_file())
     assert total <= MAX_BYTES, f"default bundle is {total / 2**20:.2f} MiB"
     assert bundle.checkpoint_path is not None
@@ -53,8 +56,15 @@ def test_default_bundle_is_complete_small_and_carries_no_training_state() -> Non
 
 
 def test_default_bundle_scores_what_its_card_states() -> None:
-    scores = evaluate_bundle(BUNDLE, split="test", first=FIRST, count=COUNT, conditions=("clear",),
-                             rgb_only=True, threads=1)
+    scores = evaluate_bundle(
+        BUNDLE,
+        split="test",
+        first=FIRST,
+        count=COUNT,
+        conditions=("clear",),
+        rgb_only=True,
+        threads=1,
+    )
     rgbd = 100 * scores.metrics["clear"].miou
     rgb_only = 100 * scores.metrics["clear_no_aux"].miou
     assert abs(rgbd - card_figure("RGB-D")) <= TOLERANCE, f"RGB-D mIoU {rgbd:.2f}"

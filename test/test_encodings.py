@@ -31,13 +31,21 @@ def test_32fc1_metres_every_invalid_value_becomes_nan():
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.sampled_from(["16UC1", "32FC1"]), st.lists(st.sampled_from(
-    [0.0, np.nan, np.inf, -np.inf, -1.0, 0.4, 2.5, 65.535]), min_size=1, max_size=6))
+@given(
+    st.sampled_from(["16UC1", "32FC1"]),
+    st.lists(
+        st.sampled_from([0.0, np.nan, np.inf, -np.inf, -1.0, 0.4, 2.5, 65.535]),
+        min_size=1,
+        max_size=6,
+    ),
+)
 def test_has_valid_depth_agrees_with_depth_to_metres(encoding, values):
     raw = np.array(values, np.float32)[None]
     if encoding == "16UC1":
         raw = np.where(np.isfinite(raw) & (raw > 0), raw * 1000, 0).astype(np.uint16)
-    assert enc.has_valid_depth(raw, encoding) == bool(np.isfinite(enc.depth_to_metres(raw, encoding)).any())
+    assert enc.has_valid_depth(raw, encoding) == bool(
+        np.isfinite(enc.depth_to_metres(raw, encoding)).any()
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """The five-model experiment: the shipped recipes (fair, same budget, servable SSMA), the runner
-end to end on a 2-iteration budget, the test-set scoring and the paired bootstrap."""
+end to end on a 2-iteration budget, the test-set scoring and the paired bootstrap.
+"""
 
 import json
 from pathlib import Path
@@ -17,9 +18,17 @@ from ssma_ros.train.trainer import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = ROOT / "config" / "experiment" / "experiment.yaml"
-TINY = ["data.size=[48,64]", "data.crop=[32,48]", "data.train_samples=4", "data.val_samples=1",
-        "data.eval_conditions=[clear]", "optim.iterations=2", "optim.batch_size=2",
-        "eval.interval=2", "eval.batch_size=2"]
+TINY = [
+    "data.size=[48,64]",
+    "data.crop=[32,48]",
+    "data.train_samples=4",
+    "data.val_samples=1",
+    "data.eval_conditions=[clear]",
+    "optim.iterations=2",
+    "optim.batch_size=2",
+    "eval.interval=2",
+    "eval.batch_size=2",
+]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -31,14 +40,32 @@ def test_shipped_recipes_are_fair_and_give_every_fused_model_the_same_budget():
     configs = experiment.run_configs(exp)  # runs check_fair
     assert [r.name for r in exp.runs] == ["rgb", "aux", "early", "late", "ssma"]
     b = experiment.budgets(configs)
-    assert b["rgb"]["chain_iterations"] == b["aux"]["chain_iterations"] == configs["rgb"].optim.iterations
+    assert (
+        b["rgb"]["chain_iterations"]
+        == b["aux"]["chain_iterations"]
+        == configs["rgb"].optim.iterations
+    )
     # Fusion from the experts counts their stage-1 iterations; early fusion gets as many from scratch.
-    assert b["ssma"]["chain_iterations"] == configs["rgb"].optim.iterations + configs["ssma"].optim.iterations
-    assert b["early"]["chain_iterations"] == b["late"]["chain_iterations"] == b["ssma"]["chain_iterations"]
-    assert b["ssma"]["samples"] == (2 * configs["rgb"].optim.iterations + configs["ssma"].optim.iterations) * 8
+    assert (
+        b["ssma"]["chain_iterations"]
+        == configs["rgb"].optim.iterations + configs["ssma"].optim.iterations
+    )
+    assert (
+        b["early"]["chain_iterations"]
+        == b["late"]["chain_iterations"]
+        == b["ssma"]["chain_iterations"]
+    )
+    assert (
+        b["ssma"]["samples"]
+        == (2 * configs["rgb"].optim.iterations + configs["ssma"].optim.iterations) * 8
+    )
     ssma = configs["ssma"]
     # What the ROS node needs from the default model: depth as jet, trained to run on RGB alone.
-    assert (ssma.data.aux, ssma.data.aux_encoding, tuple(ssma.data.size)) == ("depth", "jet", (240, 320))
+    assert (ssma.data.aux, ssma.data.aux_encoding, tuple(ssma.data.size)) == (
+        "depth",
+        "jet",
+        (240, 320),
+    )
     assert ssma.modality_dropout.aux > 0
     assert ssma.init.rgb == "runs/experiment/rgb/best.pt"
 
@@ -86,25 +113,46 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
     spec = yaml.safe_load(EXPERIMENT.read_text())
     for run in spec["runs"]:
         run["recipe"] = str(EXPERIMENT.parent / run["recipe"])
-    spec["test"].update(samples=3, conditions=["clear", "night"], bootstrap=20, batch_size=2, example=1)
+    spec["test"].update(
+        samples=3, conditions=["clear", "night"], bootstrap=20, batch_size=2, example=1
+    )
     path = tmp_path / "experiment.yaml"
     path.write_text(yaml.safe_dump(spec))
     out, figures = tmp_path / "out", tmp_path / "figures"
-    argv = ["all", str(path), "--output-dir", str(out), "--figures", str(figures), "--threads", "1"]
+    argv = [
+        "all",
+        str(path),
+        "--output-dir",
+        str(out),
+        "--figures",
+        str(figures),
+        "--threads",
+        "1",
+    ]
     assert experiment.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
 
     timings = json.loads((out / experiment.TIMINGS).read_text())
     assert set(timings) == {"rgb", "aux", "early", "late", "ssma"}
     assert all(t["wall_s"] > 0 and t["iterations"] == 2 for t in timings.values())
     results = json.loads((out / experiment.RESULTS).read_text())
-    assert list(results["rows"]) == ["rgb", "aux", "early", "early_no_aux", "late", "late_no_aux",
-                                     "ssma", "ssma_no_aux"]
+    assert list(results["rows"]) == [
+        "rgb",
+        "aux",
+        "early",
+        "early_no_aux",
+        "late",
+        "late_no_aux",
+        "ssma",
+        "ssma_no_aux",
+    ]
     with np.load(out / experiment.CONFUSIONS) as data:
         for key, row in results["rows"].items():
             for condition in ("clear", "night"):
                 matrices = data[f"{key}/{condition}"]
                 assert matrices.shape == (3, 10, 10)
-                assert row["conditions"][condition]["miou"] == pytest.approx(scores(matrices.sum(0)).miou)
+                assert row["conditions"][condition]["miou"] == pytest.approx(
+                    scores(matrices.sum(0)).miou
+                )
                 assert data[f"{key}/{condition}/example"].shape == (48, 64)
     table = (out / experiment.TABLE).read_text()
     assert "| SSMA, aux blanked |" in table and "SSMA minus" in table
@@ -122,8 +170,12 @@ def test_score_frames_agrees_with_the_trainers_evaluation(tmp_path):
     frames = list(synthetic.SyntheticDataset("test", 3, 48, 64, conditions=("fog",)))
     torch.manual_seed(0)
     model = build_model("late", "lite", 10).eval()
-    matrices, kept = experiment.score_frames(model, frames, info.preprocess, 10, 2, blank="aux", keep=2)
-    loader = torch.utils.data.DataLoader(SegDataset(FixedFrames(frames), info.preprocess, blank="aux"), batch_size=3)
+    matrices, kept = experiment.score_frames(
+        model, frames, info.preprocess, 10, 2, blank="aux", keep=2
+    )
+    loader = torch.utils.data.DataLoader(
+        SegDataset(FixedFrames(frames), info.preprocess, blank="aux"), batch_size=3
+    )
     reference = evaluate(model, loader, 10, torch.device("cpu"))
     np.testing.assert_array_equal(matrices.sum(0), reference.confusion)
     assert kept is not None and kept.shape == (48, 64)
@@ -144,14 +196,20 @@ def test_crop_is_a_window_of_the_whole_frame_at_its_own_scale():
     for key in (1, 3, 5):  # frame 1 in epochs 0, 1, 2: different windows
         window = cropped[key]["label"].numpy()
         assert window.shape == (32, 48) and cropped[key]["rgb"].shape == (3, 32, 48)
-        hits = [(y, x) for y in range(48 - 32 + 1) for x in range(64 - 48 + 1)
-                if np.array_equal(full[y:y + 32, x:x + 48], window)]
+        hits = [
+            (y, x)
+            for y in range(48 - 32 + 1)
+            for x in range(64 - 48 + 1)
+            if np.array_equal(full[y : y + 32, x : x + 48], window)
+        ]
         assert hits, "the crop is not a window of the frame (rescaled or warped?)"
 
 
 def test_modality_dropout_blanks_a_crop_with_the_blank_image():
-    cfg = from_dict({"stage": "fusion", "model": {"arch": "ssma"}}, TINY + ["modality_dropout.aux=1.0",
-                                                                          "modality_dropout.rgb=0.0"])
+    cfg = from_dict(
+        {"stage": "fusion", "model": {"arch": "ssma"}},
+        TINY + ["modality_dropout.aux=1.0", "modality_dropout.rgb=0.0"],
+    )
     from ssma_ros.train.data import build_datasets
 
     train, _, info = build_datasets(cfg)

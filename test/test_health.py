@@ -10,12 +10,18 @@ from ssma_ros.node.health import COUNTERS, AuxMonitor, Health, StageTimes, Throt
 def test_report_has_wall_and_cpu_stage_percentiles_over_a_bounded_window():
     health = Health(latency_window=10)
     for i in range(25):  # only the last 10 frames count
-        health.frame_done(now=100.0 + i / 10, latency=0.05 + i / 1000, wall=StageTimes(0.002, 0.020, 0.004 + i / 1000),
-                          cpu=StageTimes(0.001, 0.019, 0.002))
+        health.frame_done(
+            now=100.0 + i / 10,
+            latency=0.05 + i / 1000,
+            wall=StageTimes(0.002, 0.020, 0.004 + i / 1000),
+            cpu=StageTimes(0.001, 0.019, 0.002),
+        )
     report = health.report(now=102.5)
     assert report["frames_out"] == 25
     assert report["output_p50_ms"] == pytest.approx(4.0 + 19.5)  # i = 15..24
-    assert report["input_cpu_p50_ms"] == pytest.approx(1.0) and report["output_cpu_p50_ms"] == pytest.approx(2.0)
+    assert report["input_cpu_p50_ms"] == pytest.approx(1.0) and report[
+        "output_cpu_p50_ms"
+    ] == pytest.approx(2.0)
     assert report["process_cpu_p50_ms"] == pytest.approx(22.0)
     assert report["latency_p95_ms"] == pytest.approx(50.0 + 23.55)
     assert report["output_rate_hz"] == pytest.approx(10.0)

@@ -9,19 +9,14 @@ import torch
 from ssma_ros.train.metrics import ConfusionMeter, confusion_matrix, scores
 
 # 4 classes, 0 = void. Ground truth and prediction of 12 pixels.
-GT = torch.tensor([[0, 0, 1, 1, 1, 2],
-                   [2, 2, 2, 3, 3, 255]])
-PRED = torch.tensor([[1, 3, 1, 1, 2, 2],
-                     [2, 0, 3, 3, 1, 1]])
+GT = torch.tensor([[0, 0, 1, 1, 1, 2], [2, 2, 2, 3, 3, 255]])
+PRED = torch.tensor([[1, 3, 1, 1, 2, 2], [2, 0, 3, 3, 1, 1]])
 # Void GT (two pixels, predicted 1 and 3) and the out-of-range 255 pixel do not count.
 # Rows = truth, columns = prediction:
 #   gt 1: pred 1, 1, 2        -> [0, 2, 1, 0]
 #   gt 2: pred 2, 2, 0, 3     -> [1, 0, 2, 1]
 #   gt 3: pred 3, 1           -> [0, 1, 0, 1]
-EXPECTED = np.array([[0, 0, 0, 0],
-                     [0, 2, 1, 0],
-                     [1, 0, 2, 1],
-                     [0, 1, 0, 1]])
+EXPECTED = np.array([[0, 0, 0, 0], [0, 2, 1, 0], [1, 0, 2, 1], [0, 1, 0, 1]])
 
 
 def test_confusion_matrix_drops_void_and_out_of_range_ground_truth():
@@ -75,6 +70,8 @@ def test_meter_accumulates_batches_and_takes_logits():
 
 def test_bad_predictions_and_shapes_are_rejected():
     with pytest.raises(ValueError, match="shape"):
-        confusion_matrix(torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long), 4)
+        confusion_matrix(
+            torch.zeros(2, 3, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long), 4
+        )
     with pytest.raises(ValueError, match="0..3"):
         confusion_matrix(torch.tensor([4]), torch.tensor([1]), 4)

@@ -19,7 +19,8 @@ from ssma_ros.model import (
     save_checkpoint,
 )
 from ssma_ros.model.backbone import MultiscaleConv
-from ssma_ros.model.info import count_flops, count_params, main as info_main
+from ssma_ros.model.info import count_flops, count_params
+from ssma_ros.model.info import main as info_main
 
 ARCHS = ("adapnet", "ssma", "early", "late")
 TWO_INPUTS = ("ssma", "early", "late")
@@ -39,6 +40,7 @@ def lite_models() -> dict[str, torch.nn.Module]:
 
 # --- full size ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def full_adapnet() -> torch.nn.Module:
     return build_model("adapnet", "full", 12)
@@ -48,7 +50,8 @@ def test_full_parameter_counts_match_the_paper(full_adapnet) -> None:
     """Trainable parameters (nn.Parameter elements; BN running mean/var are buffers and not
     counted) with 12 classes must be within 1 % of the published 30.20 M (AdapNet++) and
     56.44 M (SSMA). SSMA is built on the meta device: counting needs shapes, not weights.
-    One tiny forward checks the full network end to end."""
+    One tiny forward checks the full network end to end.
+    """
     _, adapnet_params = count_params(full_adapnet)
     print(f"full AdapNet++: {adapnet_params:,} params")
     assert abs(adapnet_params / 30.20e6 - 1) < 0.01
@@ -72,6 +75,7 @@ def test_full_config_has_the_paper_dilations() -> None:
 
 
 # --- structure ------------------------------------------------------------------------------
+
 
 def test_multiscale_unit_uses_configured_rates_and_same_parameters_as_a_3x3(full_adapnet) -> None:
     model = full_adapnet
@@ -143,8 +147,11 @@ def test_gradients_reach_every_trainable_parameter(lite_models, arch: str) -> No
     model.zero_grad(set_to_none=True)
     target = torch.randint(0, 12, (2, 48, 64), generator=torch.Generator().manual_seed(1))
     SegLoss()(model(*inputs(arch, 2, 48, 64)), target).backward()
-    missing = [n for n, p in model.named_parameters()
-               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [
+        n
+        for n, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+    ]
     assert not missing, f"no gradient for {missing[:10]}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
@@ -184,6 +191,7 @@ def test_load_experts_copies_unimodal_weights() -> None:
 
 # --- configs --------------------------------------------------------------------------------
 
+
 def test_config_dict_round_trip_and_validation() -> None:
     lite = get_config("lite")
     as_json = {k: list(v) if isinstance(v, tuple) else v for k, v in lite.to_dict().items()}
@@ -205,6 +213,7 @@ def test_lite_is_a_small_multistage_network() -> None:
 
 
 # --- loss -----------------------------------------------------------------------------------
+
 
 def _seg_batch(seed: int = 0) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
@@ -247,15 +256,20 @@ def test_seg_loss_all_void_is_zero_not_nan() -> None:
 
 # --- checkpoints ----------------------------------------------------------------------------
 
+
 def test_checkpoint_round_trip(tmp_path) -> None:
     model = build_model("ssma", "lite", 12)
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     SegLoss()(model(*inputs("ssma", 2, 32, 32)), torch.randint(0, 12, (2, 32, 32))).backward()
     opt.step()
-    meta = {"classes": [f"c{i}" for i in range(12)], "palette": [[i, i, i] for i in range(12)],
-            "preprocess": {"rgb": {"mean": [0.5] * 3}}, "metrics": {"miou": 0.61},
-            "optimizer": opt.state_dict()}
+    meta = {
+        "classes": [f"c{i}" for i in range(12)],
+        "palette": [[i, i, i] for i in range(12)],
+        "preprocess": {"rgb": {"mean": [0.5] * 3}},
+        "metrics": {"miou": 0.61},
+        "optimizer": opt.state_dict(),
+    }
     path = save_checkpoint(tmp_path / "m.pt", model, **meta)
 
     record = torch.load(path, weights_only=True)
@@ -299,9 +313,13 @@ def test_pruned_checkpoint_round_trip(tmp_path) -> None:
     example = inputs("ssma", 2, 32, 32)
     head = model.decoder
     keep = [head.up_full[0], head.refine_quarter[2][0], head.aux_quarter[0], head.aux_eighth[0]]
-    pruner = tp.pruner.MagnitudePruner(model, example,
-                                       importance=tp.importance.MagnitudeImportance(p=2),
-                                       pruning_ratio=0.25, ignored_layers=keep)
+    pruner = tp.pruner.MagnitudePruner(
+        model,
+        example,
+        importance=tp.importance.MagnitudeImportance(p=2),
+        pruning_ratio=0.25,
+        ignored_layers=keep,
+    )
     pruner.step()
     _, before = count_params(build_model("ssma", "lite", 6))
     _, after = count_params(model)
@@ -321,6 +339,7 @@ def test_pruned_checkpoint_round_trip(tmp_path) -> None:
 
 
 # --- info -----------------------------------------------------------------------------------
+
 
 def test_flops_scale_with_resolution() -> None:
     model = build_model("adapnet", "lite", 12)

@@ -36,7 +36,13 @@ from ssma_ros.node.segment_node import Frame, SegmentNode
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 64  # camera size; the bundle's network input is 64x80, so frames are resized both ways
 _namespaces = itertools.count()
-OUTPUTS = {"mask": Image, "confidence": Image, "confidence_float": Image, "overlay": Image, "cloud": PointCloud2}
+OUTPUTS = {
+    "mask": Image,
+    "confidence": Image,
+    "confidence_float": Image,
+    "overlay": Image,
+    "cloud": PointCloud2,
+}
 
 
 def _frame(index: int):
@@ -51,7 +57,9 @@ def _depth_msg(depth_m: np.ndarray, encoding: str, header) -> Image:
 
 
 def _rgb_msg(rgb: np.ndarray, encoding: str, header) -> Image:
-    return numpy_to_image(np.ascontiguousarray(rgb[:, :, ::-1]) if encoding == "bgr8" else rgb, encoding, header)
+    return numpy_to_image(
+        np.ascontiguousarray(rgb[:, :, ::-1]) if encoding == "bgr8" else rgb, encoding, header
+    )
 
 
 class Harness:
@@ -59,8 +67,11 @@ class Harness:
 
     def __init__(self, context, bundle: Path, subscribe=tuple(OUTPUTS), **params) -> None:
         self.ns = f"/t{next(_namespaces)}"
-        overrides = [Parameter("bundle", value=str(bundle)), Parameter("backend", value="onnxruntime"),
-                     *(Parameter(k, value=v) for k, v in params.items())]
+        overrides = [
+            Parameter("bundle", value=str(bundle)),
+            Parameter("backend", value="onnxruntime"),
+            *(Parameter(k, value=v) for k, v in params.items()),
+        ]
         self.node = SegmentNode(context=context, namespace=self.ns, parameter_overrides=overrides)
         self.probe = rclpy.create_node("probe", context=context, namespace=self.ns)
         self.received: dict[str, list] = {name: [] for name in OUTPUTS}
@@ -69,11 +80,18 @@ class Harness:
         self.lock = threading.RLock()
         base = f"{self.ns}/ssma_segmentation"
         for name in subscribe:
-            self.probe.create_subscription(OUTPUTS[name], f"{base}/{name}", self._keep(name), qos_profile_sensor_data)
+            self.probe.create_subscription(
+                OUTPUTS[name], f"{base}/{name}", self._keep(name), qos_profile_sensor_data
+            )
         self.probe.create_subscription(DiagnosticArray, "/diagnostics", self._keep_diag, 10)
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.probe.create_subscription(String, f"{base}/class_names", self.class_names.append, latched)
+        latched = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        self.probe.create_subscription(
+            String, f"{base}/class_names", self.class_names.append, latched
+        )
         self.rgb_pub = self.probe.create_publisher(Image, "rgb", 10)
         self.aux_pub = self.probe.create_publisher(Image, "aux", 10)
         self.info_pub = self.probe.create_publisher(CameraInfo, "camera_info", 10)
@@ -82,13 +100,22 @@ class Harness:
         self.executor.add_node(self.probe)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        self.wait(lambda: all(self.probe.count_subscribers(f"{base}/{n}") or n not in subscribe for n in OUTPUTS)
-                  and self.node.count_publishers(f"{self.ns}/rgb") > 0, "discovery")
+        self.wait(
+            lambda: (
+                all(
+                    self.probe.count_subscribers(f"{base}/{n}") or n not in subscribe
+                    for n in OUTPUTS
+                )
+                and self.node.count_publishers(f"{self.ns}/rgb") > 0
+            ),
+            "discovery",
+        )
 
     def _keep(self, name):
         def keep(msg):
             with self.lock:
                 self.received[name].append(msg)
+
         return keep
 
     def _keep_diag(self, msg: DiagnosticArray) -> None:
@@ -105,13 +132,17 @@ class Harness:
         msg.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
         return msg
 
-    def send(self, sample, t: float, rgb_enc="rgb8", aux_enc="16UC1", aux: Image | None = None, rgb=None):
+    def send(
+        self, sample, t: float, rgb_enc="rgb8", aux_enc="16UC1", aux: Image | None = None, rgb=None
+    ):
         header = Image().header
         header.stamp, header.frame_id = self.stamp(t), "camera_color_optical_frame"
         self.info_pub.publish(self.camera_info(sample, header))
         self.rgb_pub.publish(rgb if rgb is not None else _rgb_msg(sample.rgb, rgb_enc, header))
         if aux_enc is not None:
-            self.aux_pub.publish(aux if aux is not None else _depth_msg(sample.depth, aux_enc, header))
+            self.aux_pub.publish(
+                aux if aux is not None else _depth_msg(sample.depth, aux_enc, header)
+            )
         return header
 
     def wait(self, predicate, what: str, timeout: float = 20.0) -> None:
@@ -129,8 +160,16 @@ class Harness:
 
     def last_report(self) -> dict[str, str]:
         with self.lock:
-            status = [s for s in self.diagnostics[-1].status if s.name.startswith(f"{self.ns}/ssma_segmentation")][0]
-        return {"level": status.level, "message": status.message, **{kv.key: kv.value for kv in status.values}}
+            status = [
+                s
+                for s in self.diagnostics[-1].status
+                if s.name.startswith(f"{self.ns}/ssma_segmentation")
+            ][0]
+        return {
+            "level": status.level,
+            "message": status.message,
+            **{kv.key: kv.value for kv in status.values},
+        }
 
     def report_after(self, seconds: float) -> dict[str, str]:
         """A diagnostics report published after `seconds` from now."""
@@ -163,13 +202,22 @@ def harness_factory(ros_context, tiny_bundle):
 def test_every_output_for_each_input_encoding(harness_factory, upsampling):
     h = harness_factory(upsampling=upsampling)
     num_classes = len(CLASSES)
-    for i, (rgb_enc, aux_enc) in enumerate(itertools.product(("rgb8", "bgr8"), ("16UC1", "32FC1"))):
+    for i, (rgb_enc, aux_enc) in enumerate(
+        itertools.product(("rgb8", "bgr8"), ("16UC1", "32FC1"))
+    ):
         sample = _frame(i)
         header = h.send(sample, t=100.0 + i, rgb_enc=rgb_enc, aux_enc=aux_enc)
-        h.wait(lambda: all(h.by_stamp(n, header.stamp) for n in OUTPUTS), f"all outputs for {rgb_enc}+{aux_enc}")
+        h.wait(
+            lambda: all(h.by_stamp(n, header.stamp) for n in OUTPUTS),
+            f"all outputs for {rgb_enc}+{aux_enc}",
+        )
         msgs = {n: h.by_stamp(n, header.stamp)[0] for n in OUTPUTS}
-        for name, enc in (("mask", "mono8"), ("confidence", "mono8"), ("confidence_float", "32FC1"),
-                          ("overlay", "rgb8")):
+        for name, enc in (
+            ("mask", "mono8"),
+            ("confidence", "mono8"),
+            ("confidence_float", "32FC1"),
+            ("overlay", "rgb8"),
+        ):
             m = msgs[name]
             assert (m.encoding, m.height, m.width) == (enc, H, W), name
             assert m.header.frame_id == "camera_color_optical_frame"
@@ -214,7 +262,9 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
     bad = {
         "bad_encoding": _rgb_msg(sample.rgb, "rgb8", header),  # an rgb8 image on the depth topic
         "size_mismatch": numpy_to_image(np.zeros((H // 2, W // 2), np.uint16), "16UC1", header),
-        "bad_image": Image(header=header, height=H, width=W, encoding="16UC1", step=2 * W, data=bytes(10)),
+        "bad_image": Image(
+            header=header, height=H, width=W, encoding="16UC1", step=2 * W, data=bytes(10)
+        ),
         "aux_all_invalid": numpy_to_image(np.full((H, W), np.nan, np.float32), "32FC1", header),
     }
     t = 300.0
@@ -230,7 +280,11 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
     h.wait(lambda: h.node.health.counts()["out_of_order"] >= 1, "out_of_order")
     # A truncated rgb image.
     header.stamp = h.stamp(t + 1)
-    h.send(sample, t=t + 1, rgb=Image(header=header, height=H, width=W, encoding="rgb8", step=3 * W, data=bytes(7)))
+    h.send(
+        sample,
+        t=t + 1,
+        rgb=Image(header=header, height=H, width=W, encoding="rgb8", step=3 * W, data=bytes(7)),
+    )
     h.wait(lambda: h.node.health.counts()["bad_image"] >= 2, "truncated rgb")
     # And the node still serves good frames.
     good = h.send(sample, t=t + 2)
@@ -259,7 +313,9 @@ def test_rgb_only_fallback_when_aux_stalls_and_recovery(harness_factory):
     rgb_only_stamp = h.stamp(t)
     h.wait(lambda: h.by_stamp("mask", rgb_only_stamp), "a mask served from RGB alone")
     deadline = time.monotonic() + 20.0
-    while True:  # aux is back; the camera keeps publishing, as a real one does, until a report says so
+    while (
+        True
+    ):  # aux is back; the camera keeps publishing, as a real one does, until a report says so
         t += 0.1
         h.send(sample, t=t)
         time.sleep(0.1)
@@ -303,7 +359,9 @@ def test_flood_keeps_memory_bounded(harness_factory):
         assert max(h.node.sync.synchronizer.queue_lengths()) <= 5
         time.sleep(0.005)
     counts = h.report_after(0.5)
-    assert int(counts["dropped_stale"]) > 0, "a 200 Hz flood must overrun a CPU model and drop frames"
+    assert int(counts["dropped_stale"]) > 0, (
+        "a 200 Hz flood must overrun a CPU model and drop frames"
+    )
     assert int(counts["frames_out"]) > 0
     assert all(worker.is_alive() for worker in h.node.workers)
 
@@ -317,7 +375,9 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
 
     monkeypatch.setattr("ssma_ros.node.outputs.overlay", broken)
     header = h.send(sample, t=600.0)
-    h.wait(lambda: h.by_stamp("mask", header.stamp), "the mask published before the overlay failed")
+    h.wait(
+        lambda: h.by_stamp("mask", header.stamp), "the mask published before the overlay failed"
+    )
     failed = h.report_after(0.2)
     assert int(failed["output_errors"]) == 1 and failed["level"] == bytes([1])
     monkeypatch.undo()
@@ -326,7 +386,9 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
     report = h.report_after(0.2)
     assert int(report["frames_out"]) == 1
     for kind in ("", "_cpu"):  # wall-clock and worker CPU time
-        stages = [float(report[f"{name}{kind}_p50_ms"]) for name in ("input", "inference", "output")]
+        stages = [
+            float(report[f"{name}{kind}_p50_ms"]) for name in ("input", "inference", "output")
+        ]
         assert min(stages) > 0
         # one frame: the p50s add up, to the rounding of the four 2-decimal values in /diagnostics
         assert float(report[f"process{kind}_p50_ms"]) == pytest.approx(sum(stages), abs=0.02)
@@ -334,22 +396,42 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
 
 def test_parameter_file_matches_declarations():
     declared = {f.name: f.default for f in NodeParams.__dataclass_fields__.values()}
-    on_file = yaml.safe_load((ROOT / "config" / "segment.yaml").read_text())["/**"]["ros__parameters"]
+    on_file = yaml.safe_load((ROOT / "config" / "segment.yaml").read_text())["/**"][
+        "ros__parameters"
+    ]
     assert on_file == declared
 
 
 def test_bad_parameter_is_refused(ros_context, tiny_bundle):
     with pytest.raises(ValueError, match="backend"):
-        SegmentNode(context=ros_context, parameter_overrides=[Parameter("bundle", value=str(tiny_bundle)),
-                                                              Parameter("backend", value="cuda-magic")])
+        SegmentNode(
+            context=ros_context,
+            parameter_overrides=[
+                Parameter("bundle", value=str(tiny_bundle)),
+                Parameter("backend", value="cuda-magic"),
+            ],
+        )
 
 
 def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
     """The installed executable: starts with a parameter file, logs what it serves, exits 0 on Ctrl-C."""
-    cmd = [sys.executable, "-m", "ssma_ros.node.segment_node", "--ros-args",
-           "--params-file", str(ROOT / "config" / "segment.yaml"),
-           "-p", f"bundle:={tiny_bundle}", "-p", "backend:=onnxruntime", "-r", "__ns:=/entry"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ)
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssma_ros.node.segment_node",
+        "--ros-args",
+        "--params-file",
+        str(ROOT / "config" / "segment.yaml"),
+        "-p",
+        f"bundle:={tiny_bundle}",
+        "-p",
+        "backend:=onnxruntime",
+        "-r",
+        "__ns:=/entry",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ
+    )
     lines = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -358,7 +440,9 @@ def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
         if "ready: listening on" in line or not line:
             break
     assert any("serving tiny" in line and "onnxruntime" in line for line in lines), "".join(lines)
-    assert "ready: listening on /entry/rgb, /entry/aux, /entry/camera_info" in lines[-1], "".join(lines)
+    assert "ready: listening on /entry/rgb, /entry/aux, /entry/camera_info" in lines[-1], "".join(
+        lines
+    )
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, "".join(lines) + out
@@ -373,7 +457,9 @@ def test_readme_documents_every_parameter():
 
 def test_default_bundle_is_served_when_no_bundle_is_given(ros_context, monkeypatch):
     monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)  # a pip install: no ament index
-    node = SegmentNode(context=ros_context, parameter_overrides=[Parameter("backend", value="onnxruntime")])
+    node = SegmentNode(
+        context=ros_context, parameter_overrides=[Parameter("backend", value="onnxruntime")]
+    )
     try:
         assert node.segmenter.bundle.path == ROOT / "models" / "default"
         assert node.segmenter.uses_aux
@@ -382,7 +468,14 @@ def test_default_bundle_is_served_when_no_bundle_is_given(ros_context, monkeypat
 
 
 def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
-    cmd = [sys.executable, "-m", "ssma_ros.node.segment_node", "--ros-args", "-p", f"bundle:={tmp_path / 'nope'}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ssma_ros.node.segment_node",
+        "--ros-args",
+        "-p",
+        f"bundle:={tmp_path / 'nope'}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ)
     assert result.returncode == 1
     output = result.stdout + result.stderr
@@ -392,9 +485,11 @@ def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
 
 def test_entry_point_runs_opencv_sequentially(tmp_path):
     """OpenCV's pool would spin beside the backend: the executable turns it off before anything runs."""
-    code = ("import sys, cv2\nfrom ssma_ros.node import segment_node\nassert cv2.getNumThreads() > 1 or "
-            "__import__('os').cpu_count() == 1\ntry:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
-            "print('opencv threads', cv2.getNumThreads())")
+    code = (
+        "import sys, cv2\nfrom ssma_ros.node import segment_node\nassert cv2.getNumThreads() > 1 or "
+        "__import__('os').cpu_count() == 1\ntry:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
+        "print('opencv threads', cv2.getNumThreads())"
+    )
     cmd = [sys.executable, "-c", code, "--ros-args", "-p", f"bundle:={tmp_path / 'nope'}"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ)
     assert "opencv threads 1" in result.stdout, result.stdout + result.stderr

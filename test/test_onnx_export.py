@@ -83,7 +83,8 @@ def test_onnx_check_fails_when_the_model_differs(ssma, fp32_file: Path, pair) ->
 
 def test_fp16_export_loads_in_onnxruntime_and_is_close(tmp_path) -> None:
     """FP16 file (weights and I/O in float16) of a unimodal model whose input is renamed;
-    one export covers the fp16 path and the single-input naming (exports are slow on CPU)."""
+    one export covers the fp16 path and the single-input naming (exports are slow on CPU).
+    """
     model = build_model("adapnet", "lite", 5, modality="aux")
     _randomise_batch_norm(model, 2)
     path = export_onnx(model, tmp_path / "ir_fp16.onnx", H, W, fp16=True, input_names=["ir"])
@@ -103,8 +104,10 @@ def test_fp16_export_loads_in_onnxruntime_and_is_close(tmp_path) -> None:
     model.eval()
     with torch.no_grad():
         scale = model(x).abs().max().item()
-    print(f"lite AdapNet++ fp16 ONNX vs fp32 torch: max abs diff {diff:.2e} "
-          f"(logit scale {scale:.1f})")
+    print(
+        f"lite AdapNet++ fp16 ONNX vs fp32 torch: max abs diff {diff:.2e} "
+        f"(logit scale {scale:.1f})"
+    )
     assert diff <= 1e-2 * max(1.0, scale)
     out = session.run(["logits"], {"ir": x.numpy().astype(np.float16)})[0]
     assert out.shape == (1, 5, H, W) and np.isfinite(out).all()

@@ -26,15 +26,18 @@ from ssma_ros.node.outputs import (
 
 def reference(logits: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """torch: bilinear (align_corners=False) upsampling, full softmax, argmax and max."""
-    scores = F.interpolate(torch.from_numpy(logits).double(), size=out_size, mode="bilinear",
-                           align_corners=False)
+    scores = F.interpolate(
+        torch.from_numpy(logits).double(), size=out_size, mode="bilinear", align_corners=False
+    )
     probs = torch.softmax(scores, dim=1)[0]
     top, ids = probs.max(dim=0)
     return ids.numpy().astype(np.uint8), top.numpy()
 
 
-@pytest.mark.parametrize("num_classes,size,out_size", [
-    (12, (6, 8), (24, 32)), (3, (5, 7), (10, 14)), (19, (4, 4), (17, 9)), (1, (3, 3), (6, 6))])
+@pytest.mark.parametrize(
+    "num_classes,size,out_size",
+    [(12, (6, 8), (24, 32)), (3, (5, 7), (10, 14)), (19, (4, 4), (17, 9)), (1, (3, 3), (6, 6))],
+)
 def test_postprocess_matches_upsample_softmax_argmax(num_classes, size, out_size):
     rng = np.random.default_rng(num_classes)
     logits = (rng.standard_normal((1, num_classes, *size)) * 3).astype(np.float32)
@@ -52,8 +55,10 @@ def test_postprocess_matches_upsample_softmax_argmax(num_classes, size, out_size
     assert (mask == ref_mask).mean() > 0.99
 
 
-@pytest.mark.parametrize("num_classes,size,out_size", [(10, (6, 8), (12, 16)), (3, (5, 7), (11, 13)),
-                                                       (19, (8, 8), (4, 6))])
+@pytest.mark.parametrize(
+    "num_classes,size,out_size",
+    [(10, (6, 8), (12, 16)), (3, (5, 7), (11, 13)), (19, (8, 8), (4, 6))],
+)
 def test_nearest_upsampling_takes_each_pixel_from_its_network_pixel(num_classes, size, out_size):
     rng = np.random.default_rng(num_classes)
     logits = (rng.standard_normal((1, num_classes, *size)) * 3).astype(np.float32)
@@ -100,8 +105,13 @@ def test_same_size_logits_are_not_resized():
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 7), st.integers(1, 4), st.integers(1, 5)),
-              elements=st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0])))
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 7), st.integers(1, 4), st.integers(1, 5)),
+        elements=st.sampled_from([-2.0, -1.0, 0.0, 0.5, 1.0, 3.0]),
+    )
+)
 def test_mask_is_argmax_with_first_maximum_on_ties(scores):
     """Few distinct values force ties: the lowest class id wins, as with numpy's argmax."""
     mask = postprocess(scores[None], scores.shape[1:]).mask  # at the network size: no resampling
@@ -123,8 +133,13 @@ def test_confidence_is_stable_for_huge_logits_and_bounded():
 
 
 @settings(max_examples=100, deadline=None)
-@given(arrays(np.float32, st.tuples(st.integers(1, 6), st.integers(1, 6)),
-              elements=st.floats(0.0, 1.0, width=32)))
+@given(
+    arrays(
+        np.float32,
+        st.tuples(st.integers(1, 6), st.integers(1, 6)),
+        elements=st.floats(0.0, 1.0, width=32),
+    )
+)
 def test_mono8_confidence_is_consistent_with_the_float_one(confidence):
     mono8 = confidence_to_mono8(confidence)
     assert mono8.dtype == np.uint8 and mono8.shape == confidence.shape
@@ -133,7 +148,8 @@ def test_mono8_confidence_is_consistent_with_the_float_one(confidence):
 
 def test_mono8_extremes():
     np.testing.assert_array_equal(
-        confidence_to_mono8(np.array([[0.0, 1.0, 0.5, 1 / 255]], np.float32)), [[0, 255, 128, 1]])
+        confidence_to_mono8(np.array([[0.0, 1.0, 0.5, 1 / 255]], np.float32)), [[0, 255, 128, 1]]
+    )
 
 
 PALETTE = [(0, 0, 0), (255, 0, 0), (0, 200, 10)]
@@ -153,7 +169,12 @@ def test_colorize_uses_the_palette_and_black_beyond_it():
 
 
 @settings(max_examples=40, deadline=None)
-@given(classes=st.integers(1, 256), h=st.integers(1, 50), w=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
+@given(
+    classes=st.integers(1, 256),
+    h=st.integers(1, 50),
+    w=st.integers(1, 50),
+    seed=st.integers(0, 2**32 - 1),
+)
 def test_colorize_equals_indexing_the_palette(classes, h, w, seed):
     rng = np.random.default_rng(seed)
     palette = rng.integers(0, 256, (classes, 3))

@@ -4,7 +4,6 @@ import ast
 import time
 from pathlib import Path
 
-import pytest
 from catkin_pkg.package import parse_package
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,14 +17,25 @@ def test_package_xml_is_valid_format_3():
     emails = [m.email for m in pkg.maintainers]
     assert emails and all("@" in e and "." in e.split("@")[1] for e in emails)
     run_deps = {d.name for d in pkg.exec_depends}
-    for dep in ("rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "message_filters", "cv_bridge",
-                "python3-numpy"):
+    for dep in (
+        "rclpy",
+        "sensor_msgs",
+        "std_msgs",
+        "diagnostic_msgs",
+        "message_filters",
+        "cv_bridge",
+        "python3-numpy",
+    ):
         assert dep in run_deps, f"package.xml lacks exec_depend {dep}"
 
 
 def _setup_call():
     tree = ast.parse((ROOT / "setup.py").read_text())
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"]
+    calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"
+    ]
     assert len(calls) == 1
     return {kw.arg: kw.value for kw in calls[0].keywords}
 
@@ -38,6 +48,7 @@ def test_setup_cfg_installs_executables_where_ros2_run_looks():
 
 def test_data_files_cover_launch_config_models_and_marker():
     import runpy
+
     import setuptools
 
     captured = {}

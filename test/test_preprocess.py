@@ -104,8 +104,11 @@ def test_rgb_normalisation_shape_and_channel_order():
 
 
 @settings(max_examples=30, deadline=None)
-@given(batch=arrays(np.uint8, st.tuples(st.integers(1, 3), st.just(5), st.just(7), st.just(3))),
-       mean=st.tuples(*[st.floats(0.0, 1.0)] * 3), std=st.tuples(*[st.floats(0.05, 2.0)] * 3))
+@given(
+    batch=arrays(np.uint8, st.tuples(st.integers(1, 3), st.just(5), st.just(7), st.just(3))),
+    mean=st.tuples(*[st.floats(0.0, 1.0)] * 3),
+    std=st.tuples(*[st.floats(0.05, 2.0)] * 3),
+)
 def test_normalisation_is_the_arithmetic_channel_first(batch, mean, std):
     pre = Preprocess(5, 7, rgb_mean=mean, rgb_std=std)
     expected = (batch.astype(np.float64) / 255.0 - np.array(mean)) / np.array(std)
@@ -154,14 +157,32 @@ def test_depth_units_are_handled_by_the_sensor_encoding(encoding):
 
 
 @settings(max_examples=40, deadline=None)
-@given(encoding=st.sampled_from(["jet", "metric"]), low=st.floats(0.1, 5.0), span=st.floats(0.5, 60.0),
-       mean=st.floats(0.0, 1.0), std=st.floats(0.05, 2.0),
-       depth=arrays(np.uint16, st.tuples(st.integers(1, 20), st.integers(1, 20))))
-def test_16bit_depth_lookup_table_equals_encoding_then_normalising(encoding, low, span, mean, std, depth):
+@given(
+    encoding=st.sampled_from(["jet", "metric"]),
+    low=st.floats(0.1, 5.0),
+    span=st.floats(0.5, 60.0),
+    mean=st.floats(0.0, 1.0),
+    std=st.floats(0.05, 2.0),
+    depth=arrays(np.uint16, st.tuples(st.integers(1, 20), st.integers(1, 20))),
+)
+def test_16bit_depth_lookup_table_equals_encoding_then_normalising(
+    encoding, low, span, mean, std, depth
+):
     """aux() looks 16UC1 codes up in a table; it must give exactly what the arithmetic gives."""
-    pre = Preprocess(12, 10, aux_spec=AuxSpec("depth", encoding, depth_range_m=(low, low + span),
-                                              mean=(mean, 0.5, 0.2), std=(std, 0.5, 1.0)))
-    np.testing.assert_array_equal(pre.aux(depth, "16UC1"), pre.normalise_aux(pre.encode_aux(depth, "16UC1")))
+    pre = Preprocess(
+        12,
+        10,
+        aux_spec=AuxSpec(
+            "depth",
+            encoding,
+            depth_range_m=(low, low + span),
+            mean=(mean, 0.5, 0.2),
+            std=(std, 0.5, 1.0),
+        ),
+    )
+    np.testing.assert_array_equal(
+        pre.aux(depth, "16UC1"), pre.normalise_aux(pre.encode_aux(depth, "16UC1"))
+    )
 
 
 def test_depth_is_resized_nearest_before_encoding():
@@ -283,7 +304,9 @@ def test_resize_nearest_samples_pixel_centres():
     np.testing.assert_array_equal(resize_nearest(image, 1, 3), [[math.floor(8 / 6), 4, 6]])
 
 
-@pytest.mark.parametrize("shape,size", [((6, 8), (12, 16)), ((12, 16, 3), (6, 8)), ((5, 7), (9, 4))])
+@pytest.mark.parametrize(
+    "shape,size", [((6, 8), (12, 16)), ((12, 16, 3), (6, 8)), ((5, 7), (9, 4))]
+)
 def test_resize_nearest_output_is_row_major(shape, size):
     """Row-major like its input, so the message codec and OpenCV take it without a copy."""
     image = np.random.default_rng(0).random(shape).astype(np.float32)
@@ -295,11 +318,22 @@ def test_resize_nearest_output_is_row_major(shape, size):
 
 
 @settings(max_examples=300, deadline=None)
-@given(h=st.integers(1, 40), w=st.integers(1, 40), fy=st.integers(1, 4), fx=st.integers(1, 4),
-       up_y=st.booleans(), up_x=st.booleans(),
-       dtype=st.sampled_from([np.uint8, np.int8, np.uint16, np.int16, np.float32, np.float64, np.int32, bool]),
-       channels=st.sampled_from([None, 1, 3, 4]), data=st.data())
-def test_resize_nearest_samples_pixel_centres_for_any_size_and_dtype(h, w, fy, fx, up_y, up_x, dtype, channels, data):
+@given(
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    fy=st.integers(1, 4),
+    fx=st.integers(1, 4),
+    up_y=st.booleans(),
+    up_x=st.booleans(),
+    dtype=st.sampled_from(
+        [np.uint8, np.int8, np.uint16, np.int16, np.float32, np.float64, np.int32, bool]
+    ),
+    channels=st.sampled_from([None, 1, 3, 4]),
+    data=st.data(),
+)
+def test_resize_nearest_samples_pixel_centres_for_any_size_and_dtype(
+    h, w, fy, fx, up_y, up_x, dtype, channels, data
+):
     """Whole-number factors take OpenCV's path, the others numpy's: both pick the same pixels."""
     height = h * fy if up_y else max(1, h // fy)
     width = w * fx if up_x else max(1, w // fx)
@@ -321,4 +355,6 @@ def test_runtime_modules_import_only_numpy_and_opencv():
         "       or m.startswith(('ssma_ros.data.readers', 'ssma_ros.data.synthetic'))]\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1]
+    )

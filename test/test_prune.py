@@ -1,5 +1,6 @@
 """Structured pruning: dependency groups across residual adds, the SSMA concat + gate + multiply,
-excluded layers, fine-tuning, checkpoints, ONNX export and the ssma-prune CLI, on tiny networks."""
+excluded layers, fine-tuning, checkpoints, ONNX export and the ssma-prune CLI, on tiny networks.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +14,13 @@ tp = pytest.importorskip("torch_pruning")
 
 from ssma_ros.compress import cli  # noqa: E402
 from ssma_ros.compress.finetune import Distillation, distillation_loss, finetune  # noqa: E402
-from ssma_ros.compress.prune import (ChannelPruner, accumulate_gradients, excluded_layers,  # noqa: E402
-                                     frozen_statistics, masked_reference)
+from ssma_ros.compress.prune import (
+    ChannelPruner,
+    accumulate_gradients,
+    excluded_layers,  # noqa: E402
+    frozen_statistics,
+    masked_reference,
+)
 from ssma_ros.compress.report import StepResult, choose  # noqa: E402
 from ssma_ros.data.preprocess import Preprocess  # noqa: E402
 from ssma_ros.data.synthetic import CLASSES, PALETTE  # noqa: E402
@@ -24,9 +30,19 @@ from ssma_ros.train.config import TrainConfig  # noqa: E402
 
 # Every structural element of lite (multiscale units, shortcuts, eASPP, SSMA at three levels,
 # attention, aux heads) at a size that prunes, trains and exports in seconds.
-TINY = dict(stem_width=8, widths=(16, 32, 48, 64), units=(1, 2, 1, 1), multiscale=((1, 1, 1, 2), (3, 0, 2, 4)),
-            aspp_width=8, aspp_out=16, decoder_width=16, skip_width=8, ssma_eta_aspp=4, ssma_eta_skip=2,
-            dropout=0.3)
+TINY = dict(
+    stem_width=8,
+    widths=(16, 32, 48, 64),
+    units=(1, 2, 1, 1),
+    multiscale=((1, 1, 1, 2), (3, 0, 2, 4)),
+    aspp_width=8,
+    aspp_out=16,
+    decoder_width=16,
+    skip_width=8,
+    ssma_eta_aspp=4,
+    ssma_eta_skip=2,
+    dropout=0.3,
+)
 H, W = 32, 48
 
 
@@ -37,7 +53,10 @@ def inputs(batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def random_batches(count: int, num_classes: int, seed: int):
     g = torch.Generator().manual_seed(seed)
-    return [(inputs(2, seed + i), torch.randint(0, num_classes, (2, H, W), generator=g)) for i in range(count)]
+    return [
+        (inputs(2, seed + i), torch.randint(0, num_classes, (2, H, W), generator=g))
+        for i in range(count)
+    ]
 
 
 def outputs(model: torch.nn.Module, x) -> list[torch.Tensor]:
@@ -70,30 +89,53 @@ def test_pruning_shrinks_prunable_layers_and_keeps_excluded_ones(pruned) -> None
     assert count_params(model)[0] < 0.75 * count_params(original)[0]
     modules, before = dict(model.named_modules()), dict(original.named_modules())
     excluded = excluded_layers(model)
-    assert {"decoder.refine_quarter.2.0", "decoder.up_full.0", "decoder.aux_quarter.0", "decoder.aux_eighth.0",
-            "rgb_expert.encoder.stem.0", "aux_expert.encoder.stem.0"} == set(excluded)
+    assert {
+        "decoder.refine_quarter.2.0",
+        "decoder.up_full.0",
+        "decoder.aux_quarter.0",
+        "decoder.aux_eighth.0",
+        "rgb_expert.encoder.stem.0",
+        "aux_expert.encoder.stem.0",
+    } == set(excluded)
     for name in excluded:
         width = "num_features" if name.endswith("stem.0") else "out_channels"
         assert getattr(modules[name], width) == getattr(before[name], width), name
     # Input channels of excluded layers still follow their producers.
-    assert modules["decoder.aux_quarter.0"].in_channels == modules["decoder.up_quarter.0"].out_channels
-    assert modules["decoder.refine_quarter.2.0"].in_channels == modules["decoder.refine_quarter.1.0"].out_channels
+    assert (
+        modules["decoder.aux_quarter.0"].in_channels
+        == modules["decoder.up_quarter.0"].out_channels
+    )
+    assert (
+        modules["decoder.refine_quarter.2.0"].in_channels
+        == modules["decoder.refine_quarter.1.0"].out_channels
+    )
     # The residual stream of each stage keeps one width through shortcut, conv3s and stage BN.
     stage = model.rgb_expert.encoder.stages[1]
-    widths = {stage[0].conv3.out_channels, stage[0].shortcut.out_channels, stage[1].conv3.out_channels,
-              stage[1].preact[0].num_features, stage[2].num_features}
+    widths = {
+        stage[0].conv3.out_channels,
+        stage[0].shortcut.out_channels,
+        stage[1].conv3.out_channels,
+        stage[1].preact[0].num_features,
+        stage[2].num_features,
+    }
     assert len(widths) == 1 and widths.pop() < 32
 
 
 def test_ssma_gate_group_is_coupled_with_both_experts(pruned) -> None:
     model, _, _, _ = pruned
-    for block, level in ((model.fuse_aspp, "easpp.fuse.0"), (model.fuse_eighth, "skip_eighth.0"),
-                         (model.fuse_quarter, "skip_quarter.0")):
+    for block, level in (
+        (model.fuse_aspp, "easpp.fuse.0"),
+        (model.fuse_eighth, "skip_eighth.0"),
+        (model.fuse_quarter, "skip_quarter.0"),
+    ):
         rgb = model.rgb_expert.get_submodule(level).out_channels
         aux = model.aux_expert.get_submodule(level).out_channels
         # concat(rgb, aux) -> down; gate `up` has one channel per concatenated channel; projection reads x * gate.
         assert block.down.in_channels == block.up.out_channels == rgb + aux
-        assert block.project.get_submodule("0" if level.startswith("easpp") else "").in_channels == rgb + aux
+        assert (
+            block.project.get_submodule("0" if level.startswith("easpp") else "").in_channels
+            == rgb + aux
+        )
         assert block.down.out_channels == block.up.in_channels
     # The run really pruned through the gate at the eASPP level (16 + 16 channels before).
     assert model.fuse_aspp.up.out_channels < 32
@@ -159,8 +201,14 @@ def test_distillation_pulls_the_pruned_model_towards_its_teacher(pruned) -> None
     assert distillation_loss(logits, logits.flip(1), 2.0) > 0.1
     # All-void labels: the label loss is 0, so the losses are the distillation term alone.
     batches = [(inputs(2, seed=20 + i), torch.zeros(2, H, W, dtype=torch.long)) for i in range(4)]
-    losses = finetune(student, iter(batches * 10), SegLoss(), 40, lr=3e-3,
-                      distillation=Distillation(Confident(), weight=1.0))
+    losses = finetune(
+        student,
+        iter(batches * 10),
+        SegLoss(),
+        40,
+        lr=3e-3,
+        distillation=Distillation(Confident(), weight=1.0),
+    )
     assert sum(losses[-5:]) < 0.5 * sum(losses[:5])
     with pytest.raises(ValueError, match="must be > 0"):
         Distillation(Confident(), weight=0.0)
@@ -176,12 +224,23 @@ def test_pruner_rejects_bad_settings_and_missing_gradients() -> None:
 
 
 def _result(step: int, params: int, miou: float) -> StepResult:
-    return StepResult(step=step, channels_removed=0.1 * step, params=params, flops=params,
-                      miou={"clear": miou, "fog": miou}, onnx_max_diff=0.0)
+    return StepResult(
+        step=step,
+        channels_removed=0.1 * step,
+        params=params,
+        flops=params,
+        miou={"clear": miou, "fog": miou},
+        onnx_max_diff=0.0,
+    )
 
 
 def test_choose_takes_the_smallest_model_within_the_budget() -> None:
-    results = [_result(0, 100, 0.70), _result(1, 80, 0.702), _result(2, 60, 0.691), _result(3, 40, 0.65)]
+    results = [
+        _result(0, 100, 0.70),
+        _result(1, 80, 0.702),
+        _result(2, 60, 0.691),
+        _result(3, 40, 0.65),
+    ]
     assert choose(results, max_drop=1.0).step == 2
     assert choose(results, max_drop=0.5).step == 1
     assert choose(results[:1] + results[3:], max_drop=1.0).step == 0
@@ -191,16 +250,47 @@ def test_cli_writes_the_curve_and_a_stripped_checkpoint(tmp_path) -> None:
     torch.manual_seed(1)
     model = build_model("ssma", TINY, len(CLASSES))
     train_config = TrainConfig().to_dict()
-    train_config["data"].update(size=[H, W], train_samples=8, val_samples=2, eval_conditions=["clear"])
+    train_config["data"].update(
+        size=[H, W], train_samples=8, val_samples=2, eval_conditions=["clear"]
+    )
     train_config["optim"].update(batch_size=2)
     source = save_checkpoint(
-        tmp_path / "best.pt", model, classes=list(CLASSES), palette=PALETTE.tolist(), void_index=0,
-        preprocess=Preprocess(H, W).to_dict(), train_config=train_config, iteration=5,
-        resume={"optimizer": {"state": {}}}, confusion={"clear": [[1]]})
+        tmp_path / "best.pt",
+        model,
+        classes=list(CLASSES),
+        palette=PALETTE.tolist(),
+        void_index=0,
+        preprocess=Preprocess(H, W).to_dict(),
+        train_config=train_config,
+        iteration=5,
+        resume={"optimizer": {"state": {}}},
+        confusion={"clear": [[1]]},
+    )
     out = tmp_path / "prune"
-    code = cli.main([str(source), "--out", str(out), "--steps", "1", "--ratio-per-step", "0.3",
-                     "--finetune-iters", "1", "--importance-batches", "1", "--latency-runs", "2",
-                     "--final-iters", "2", "--target-reduction", "0.1", "--control", "--distill", "0.5"])
+    code = cli.main(
+        [
+            str(source),
+            "--out",
+            str(out),
+            "--steps",
+            "1",
+            "--ratio-per-step",
+            "0.3",
+            "--finetune-iters",
+            "1",
+            "--importance-batches",
+            "1",
+            "--latency-runs",
+            "2",
+            "--final-iters",
+            "2",
+            "--target-reduction",
+            "0.1",
+            "--control",
+            "--distill",
+            "0.5",
+        ]
+    )
     assert code == 0
     with (out / "pruning.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -211,7 +301,9 @@ def test_cli_writes_the_curve_and_a_stripped_checkpoint(tmp_path) -> None:
     # The final model is step 1 trained further: same shapes, other weights.
     step1, final = load_checkpoint(out / "step_1.pt")[0], load_checkpoint(out / "final.pt")[0]
     weights = [(a, b) for a, b in zip(step1.parameters(), final.parameters())]
-    assert all(a.shape == b.shape for a, b in weights) and any(not torch.equal(a, b) for a, b in weights)
+    assert all(a.shape == b.shape for a, b in weights) and any(
+        not torch.equal(a, b) for a, b in weights
+    )
     assert {"miou_clear", "miou_clear_no_aux", "miou_mean"} <= set(rows[0])
     assert (out / "pruning.png").stat().st_size > 10_000
     assert "★" in (out / "pruning.md").read_text()
@@ -222,7 +314,10 @@ def test_cli_writes_the_curve_and_a_stripped_checkpoint(tmp_path) -> None:
     assert record["pruning"]["distill"] == 0.5
     assert record["classes"] == list(CLASSES)
     chosen, meta = load_checkpoint(out / "chosen.pt")
-    assert count_params(chosen)[0] == params[1] and set(meta["metrics"]) == {"clear", "clear_no_aux"}
+    assert count_params(chosen)[0] == params[1] and set(meta["metrics"]) == {
+        "clear",
+        "clear_no_aux",
+    }
 
 
 def test_cli_rejects_a_checkpoint_without_training_recipe(tmp_path, capsys) -> None:

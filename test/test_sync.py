@@ -41,7 +41,7 @@ class ReferenceApproximateTimeSynchronizer:
         my_queue[stamp.nanoseconds] = msg
         while len(my_queue) > self.queue_size:
             del my_queue[min(my_queue)]
-        search_queues = self.queues[:my_queue_index] + self.queues[my_queue_index + 1:]
+        search_queues = self.queues[:my_queue_index] + self.queues[my_queue_index + 1 :]
         stamps = []
         for queue in search_queues:
             topic_stamps = []
@@ -71,7 +71,8 @@ MS = 1_000_000
 @st.composite
 def streams(draw):
     """Random multi-input stamp streams: periodic sensors with jitter, drops, duplicates,
-    out-of-order delivery and random interleaving of the inputs."""
+    out-of-order delivery and random interleaving of the inputs.
+    """
     num_inputs = draw(st.integers(2, 3))
     events = []
     for index in range(num_inputs):
@@ -109,8 +110,9 @@ def test_pairs_exactly_what_message_filters_pairs(stream):
         assert emitted == reference.emitted
         assert returned == (len(emitted) == n_before + 1)  # at most one set per arrival
         # Same queued stamps in the same dict order (dict order decides distance ties).
-        assert [list(q.items()) for q in ours._queues] == [list(q.items()) for q in
-                                                           reference.queues]
+        assert [list(q.items()) for q in ours._queues] == [
+            list(q.items()) for q in reference.queues
+        ]
         assert all(n <= queue_size for n in ours.queue_lengths())  # bounded memory
     for payloads in emitted:
         stamps = [p[0] for p in payloads]
@@ -120,8 +122,9 @@ def test_pairs_exactly_what_message_filters_pairs(stream):
     assert sum(stats.received) == len(events)
     # Every received message is emitted, evicted, overwritten or still queued.
     for i in range(num_inputs):
-        assert stats.received[i] == (len(emitted) + stats.evicted[i] + stats.duplicates[i]
-                                     + ours.queue_lengths()[i])
+        assert stats.received[i] == (
+            len(emitted) + stats.evicted[i] + stats.duplicates[i] + ours.queue_lengths()[i]
+        )
 
 
 def test_basic_pairing_and_strict_slop():
@@ -220,8 +223,9 @@ def test_callback_runs_outside_the_lock():
         sync.add(0, 500 * MS, "reentrant")
 
     sync = ApproximateTimeSync(2, 5, 0.01, callback)
-    worker = threading.Thread(target=lambda: (sync.add(0, 0, "a"), sync.add(1, 0, "b")),
-                              daemon=True)
+    worker = threading.Thread(
+        target=lambda: (sync.add(0, 0, "a"), sync.add(1, 0, "b")), daemon=True
+    )
     worker.start()
     worker.join(timeout=10)
     assert not worker.is_alive(), "callback deadlocked on the synchroniser lock"
@@ -283,13 +287,23 @@ def test_builtin_factory_subscribes_and_never_imports_message_filters(monkeypatc
     recorder = ImportRecorder()
     monkeypatch.setattr(sys, "meta_path", [recorder, *sys.meta_path])
     node, out, seen = FakeNode(), [], []
-    handle = create_sync(node, [(Image, "rgb"), (Image, "aux")], lambda a, b: out.append((a, b)),
-                         queue_size=3, slop_s=0.05, qos_profile="sensor", callback_group="grp",
-                         prefer="builtin", on_message=lambda i, m: seen.append((i, m, list(out))))
+    handle = create_sync(
+        node,
+        [(Image, "rgb"), (Image, "aux")],
+        lambda a, b: out.append((a, b)),
+        queue_size=3,
+        slop_s=0.05,
+        qos_profile="sensor",
+        callback_group="grp",
+        prefer="builtin",
+        on_message=lambda i, m: seen.append((i, m, list(out))),
+    )
     assert "message_filters" not in recorder.names
     assert handle.backend == "builtin"
     assert [(s[1], s[3], s[4]) for s in node.subscriptions] == [
-        ("rgb", "sensor", {"callback_group": "grp"}), ("aux", "sensor", {"callback_group": "grp"})]
+        ("rgb", "sensor", {"callback_group": "grp"}),
+        ("aux", "sensor", {"callback_group": "grp"}),
+    ]
     rgb, aux = stamped_image(1, 0), stamped_image(1, 20_000_000)
     node.subscriptions[1][2](aux)
     node.subscriptions[0][2](rgb)
@@ -301,15 +315,35 @@ def test_builtin_factory_subscribes_and_never_imports_message_filters(monkeypatc
 
 def test_auto_falls_back_to_builtin_and_explicit_request_fails_clearly(monkeypatch):
     monkeypatch.setitem(sys.modules, "message_filters", None)  # import raises ImportError
-    handle = create_sync(FakeNode(), [(Image, "rgb"), (Image, "aux")], print,
-                         queue_size=3, slop_s=0.05, qos_profile=10)
+    handle = create_sync(
+        FakeNode(),
+        [(Image, "rgb"), (Image, "aux")],
+        print,
+        queue_size=3,
+        slop_s=0.05,
+        qos_profile=10,
+    )
     assert handle.backend == "builtin"
     with pytest.raises(ImportError, match="'message_filters' requested but message_filters is"):
-        create_sync(FakeNode(), [(Image, "rgb"), (Image, "aux")], print,
-                    queue_size=3, slop_s=0.05, qos_profile=10, prefer="message_filters")
+        create_sync(
+            FakeNode(),
+            [(Image, "rgb"), (Image, "aux")],
+            print,
+            queue_size=3,
+            slop_s=0.05,
+            qos_profile=10,
+            prefer="message_filters",
+        )
     with pytest.raises(ValueError, match="prefer must be"):
-        create_sync(FakeNode(), [(Image, "rgb"), (Image, "aux")], print,
-                    queue_size=3, slop_s=0.05, qos_profile=10, prefer="exact")
+        create_sync(
+            FakeNode(),
+            [(Image, "rgb"), (Image, "aux")],
+            print,
+            queue_size=3,
+            slop_s=0.05,
+            qos_profile=10,
+            prefer="exact",
+        )
 
 
 def fake_message_filters(record: dict) -> types.ModuleType:
@@ -348,21 +382,35 @@ def test_message_filters_used_when_importable(monkeypatch, prefer):
     record: dict = {"events": []}
     monkeypatch.setitem(sys.modules, "message_filters", fake_message_filters(record))
     node, out = FakeNode(), []
-    handle = create_sync(node, [(Image, "rgb"), (Image, "aux")], lambda a, b: out.append((a, b)),
-                         queue_size=7, slop_s=0.03, qos_profile="sensor", prefer=prefer,
-                         on_message=lambda i, m: record["events"].append(("observe", i, m)))
+    handle = create_sync(
+        node,
+        [(Image, "rgb"), (Image, "aux")],
+        lambda a, b: out.append((a, b)),
+        queue_size=7,
+        slop_s=0.03,
+        qos_profile="sensor",
+        prefer=prefer,
+        on_message=lambda i, m: record["events"].append(("observe", i, m)),
+    )
     assert handle.backend == "message_filters"
     assert node.subscriptions == []  # message_filters.Subscriber creates them itself
     assert [(s[0], s[2], s[3]) for s in record["subscribers"]] == [
-        (node, "rgb", {"qos_profile": "sensor"}), (node, "aux", {"qos_profile": "sensor"})]
+        (node, "rgb", {"qos_profile": "sensor"}),
+        (node, "aux", {"qos_profile": "sensor"}),
+    ]
     subscribers, queue_size, slop = record["ats"]
     assert subscribers == handle.subscriptions and (queue_size, slop) == (7, 0.03)
     for i, s in enumerate(subscribers):  # messages arriving are counted and observed
         s.signalMessage(f"m{i}")
     subscribers[0].signalMessage("m2")
     assert record["events"] == [  # every message observed, and before it is paired
-        ("observe", 0, "m0"), ("pair", 0, "m0"), ("observe", 1, "m1"), ("pair", 1, "m1"),
-        ("observe", 0, "m2"), ("pair", 0, "m2")]
+        ("observe", 0, "m0"),
+        ("pair", 0, "m0"),
+        ("observe", 1, "m1"),
+        ("pair", 1, "m1"),
+        ("observe", 0, "m2"),
+        ("pair", 0, "m2"),
+    ]
     handle.synchronizer.signalMessage("rgb", "aux")  # a matched set arrives
     assert out == [("rgb", "aux")]
     stats = handle.stats()
@@ -370,6 +418,7 @@ def test_message_filters_used_when_importable(monkeypatch, prefer):
 
 
 # LatestSlot: the mailbox between the synchroniser callback and the inference worker.
+
 
 def test_latest_slot_newest_wins_and_drops_are_counted():
     slot = LatestSlot()

@@ -95,9 +95,7 @@ def test_night_is_dark_and_noisy(scenes):
     assert night.rgb[sky].mean() < 0.5 * clear.rgb[sky].mean()
     # Noise: neighbouring pixels of the same surface differ more at night.
     road = (clear.label == ROAD)[:, 1:] & (clear.label == ROAD)[:, :-1]
-    jitter = lambda im: np.abs(np.diff(im.astype(int).mean(axis=2), axis=1))[
-        road
-    ].mean()  # noqa: E731
+    jitter = lambda im: np.abs(np.diff(im.astype(int).mean(axis=2), axis=1))[road].mean()  # noqa: E731
     assert jitter(night.rgb) > jitter(clear.rgb)
 
 

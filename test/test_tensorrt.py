@@ -22,8 +22,14 @@ from onnx import TensorProto, helper
 from ssma_ros.bundle import Bundle, load_bundle, write_bundle
 from ssma_ros.data.preprocess import Preprocess
 from ssma_ros.export import tensorrt as trt_export
-from ssma_ros.export.tensorrt import (EngineBuildError, GpuInfo, engine_cache_key, engine_spec, ensure_engine,
-                                      trtexec_command)
+from ssma_ros.export.tensorrt import (
+    EngineBuildError,
+    GpuInfo,
+    engine_cache_key,
+    engine_spec,
+    ensure_engine,
+    trtexec_command,
+)
 from ssma_ros.runtime import BackendUnavailable, load_backend
 from ssma_ros.runtime.tensorrt_backend import load_engine
 
@@ -33,6 +39,7 @@ SHA = "0123456789abcdef" + "f" * 48
 
 # ------------------------------------------------------------------------------------------------
 # The fake TensorRT
+
 
 class ParserError:
     def __init__(self, node: int, name: str, operator: str, desc: str) -> None:
@@ -51,8 +58,9 @@ class ParserError:
         return self._fields[3]
 
 
-def fake_tensorrt(version: str, *, parse_errors: tuple[ParserError, ...] = (), build_fails: bool = False
-                  ) -> types.ModuleType:
+def fake_tensorrt(
+    version: str, *, parse_errors: tuple[ParserError, ...] = (), build_fails: bool = False
+) -> types.ModuleType:
     """A `tensorrt` module of `version` ("10.3.0.30" has BuilderFlag.FP16, "11.x" does not).
 
     `trt.calls` records the API calls. Plans are b"plan:<version>:<onnx file name>", and the runtime
@@ -64,8 +72,9 @@ def fake_tensorrt(version: str, *, parse_errors: tuple[ParserError, ...] = (), b
     major = int(version.split(".")[0])
     flags = ["TF32", "FP16", "BF16", "INT8"] if major == 10 else ["TF32"]
     trt.BuilderFlag = enum.IntEnum("BuilderFlag", flags)
-    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag",
-                                                     {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum(
+        "NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1}
+    )
     trt.MemoryPoolType = enum.IntEnum("MemoryPoolType", {"WORKSPACE": 0})
 
     class Logger:
@@ -155,27 +164,44 @@ def calls(trt: types.ModuleType, name: str) -> list[tuple]:
 # ------------------------------------------------------------------------------------------------
 # A small real bundle (a 1x1 conv made with onnx.helper: the fake parser never reads it).
 
+
 def conv_onnx(path: Path, elem_type: int) -> Path:
     weight = helper.make_tensor("w", elem_type, [2, 4, 1, 1], np.ones(8).tolist())
     graph = helper.make_graph(
-        [helper.make_node("Concat", ["rgb", "aux"], ["x"], axis=1), helper.make_node("Conv", ["x", "w"], ["logits"])],
-        "conv", [helper.make_tensor_value_info("rgb", elem_type, [1, 3, 8, 8]),
-                 helper.make_tensor_value_info("aux", elem_type, [1, 1, 8, 8])],
-        [helper.make_tensor_value_info("logits", elem_type, [1, 2, 8, 8])], [weight])
+        [
+            helper.make_node("Concat", ["rgb", "aux"], ["x"], axis=1),
+            helper.make_node("Conv", ["x", "w"], ["logits"]),
+        ],
+        "conv",
+        [
+            helper.make_tensor_value_info("rgb", elem_type, [1, 3, 8, 8]),
+            helper.make_tensor_value_info("aux", elem_type, [1, 1, 8, 8]),
+        ],
+        [helper.make_tensor_value_info("logits", elem_type, [1, 2, 8, 8])],
+        [weight],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     return path
 
 
 @pytest.fixture
 def bundle(tmp_path: Path) -> Bundle:
-    return load_bundle(write_bundle(
-        tmp_path / "bundle", conv_onnx(tmp_path / "a.onnx", TensorProto.FLOAT),
-        onnx_fp16_path=conv_onnx(tmp_path / "b.onnx", TensorProto.FLOAT16),
-        name="conv", arch="conv", classes=["floor", "obstacle"], palette=[[0, 255, 0], [255, 0, 0]],
-        preprocess=Preprocess(8, 8).to_dict()))
+    return load_bundle(
+        write_bundle(
+            tmp_path / "bundle",
+            conv_onnx(tmp_path / "a.onnx", TensorProto.FLOAT),
+            onnx_fp16_path=conv_onnx(tmp_path / "b.onnx", TensorProto.FLOAT16),
+            name="conv",
+            arch="conv",
+            classes=["floor", "obstacle"],
+            palette=[[0, 255, 0], [255, 0, 0]],
+            preprocess=Preprocess(8, 8).to_dict(),
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------
+
 
 def test_engine_cache_key_is_stable_and_readable() -> None:
     key = engine_cache_key(SHA, "10.3.0.30", "Orin (nvgpu)", (8, 7), "fp16")
@@ -183,20 +209,30 @@ def test_engine_cache_key_is_stable_and_readable() -> None:
     assert engine_cache_key(SHA, "10.3.0.30", "Orin (nvgpu)", (8, 7), "fp16") == key
 
 
-@pytest.mark.parametrize("change", [
-    {"onnx_sha256": "fedcba9876543210" + "0" * 48},
-    {"trt_version": "10.3.0.26"},
-    {"gpu_name": "NVIDIA GeForce RTX 4090"},
-    {"compute_capability": (8, 6)},
-    {"precision": "fp32"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"onnx_sha256": "fedcba9876543210" + "0" * 48},
+        {"trt_version": "10.3.0.26"},
+        {"gpu_name": "NVIDIA GeForce RTX 4090"},
+        {"compute_capability": (8, 6)},
+        {"precision": "fp32"},
+    ],
+)
 def test_engine_cache_key_changes_with_each_component(change: dict) -> None:
-    base = dict(onnx_sha256=SHA, trt_version="10.3.0.30", gpu_name="Orin (nvgpu)",
-                compute_capability=(8, 7), precision="fp16")
+    base = dict(
+        onnx_sha256=SHA,
+        trt_version="10.3.0.30",
+        gpu_name="Orin (nvgpu)",
+        compute_capability=(8, 7),
+        precision="fp16",
+    )
     assert engine_cache_key(**base) != engine_cache_key(**{**base, **change})
 
 
-@pytest.mark.parametrize("gpu_name", ["NVIDIA GeForce RTX 4090 / Laptop: GPU", "..\\..\\evil", "   ", "Tesla*V100?<>|"])
+@pytest.mark.parametrize(
+    "gpu_name", ["NVIDIA GeForce RTX 4090 / Laptop: GPU", "..\\..\\evil", "   ", "Tesla*V100?<>|"]
+)
 def test_engine_cache_key_is_filesystem_safe(gpu_name: str) -> None:
     key = engine_cache_key(SHA, "11.4.0.1", gpu_name, (9, 0), "fp32")
     assert re.fullmatch(r"[0-9a-f]{16}_trt11\.4\.0\.1_[a-z0-9][a-z0-9.-]*_sm90_fp32", key), key
@@ -214,10 +250,14 @@ def test_trtexec_command_trt10_uses_the_fp16_flag_on_the_fp32_onnx(bundle: Bundl
     spec = engine_spec(fake_tensorrt("10.3.0.30"), bundle, "fp16", ORIN)
     command = trtexec_command(spec, workspace_mib=512)
     engines = bundle.engines_dir
-    assert command == (f"/usr/src/tensorrt/bin/trtexec --onnx={bundle.path}/model.onnx "
-                       f"--saveEngine={engines}/{spec.key}.plan --fp16 --memPoolSize=workspace:512M "
-                       f"--timingCacheFile={engines}/timing_trt10.3.0.30_orin-nvgpu_sm87.cache")
-    assert "--fp16" not in trtexec_command(engine_spec(fake_tensorrt("10.3.0.30"), bundle, "fp32", ORIN))
+    assert command == (
+        f"/usr/src/tensorrt/bin/trtexec --onnx={bundle.path}/model.onnx "
+        f"--saveEngine={engines}/{spec.key}.plan --fp16 --memPoolSize=workspace:512M "
+        f"--timingCacheFile={engines}/timing_trt10.3.0.30_orin-nvgpu_sm87.cache"
+    )
+    assert "--fp16" not in trtexec_command(
+        engine_spec(fake_tensorrt("10.3.0.30"), bundle, "fp32", ORIN)
+    )
 
 
 def test_trtexec_command_trt11_is_strongly_typed_on_the_fp16_onnx(bundle: Bundle) -> None:
@@ -229,20 +269,29 @@ def test_trtexec_command_trt11_is_strongly_typed_on_the_fp16_onnx(bundle: Bundle
     assert spec.key.startswith(bundle.files["model_fp16.onnx"][:16])
 
 
-def test_trt10_fp16_build_sets_the_fp16_flag_and_writes_plan_record_and_timing_cache(bundle: Bundle) -> None:
+def test_trt10_fp16_build_sets_the_fp16_flag_and_writes_plan_record_and_timing_cache(
+    bundle: Bundle,
+) -> None:
     trt = fake_tensorrt("10.3.0.30")
     spec = engine_spec(trt, bundle, "fp16", ORIN)
     assert ensure_engine(trt, spec, workspace_mib=256) is True
     assert calls(trt, "create_network") == [("create_network", 0)]  # weakly typed, explicit batch
     assert calls(trt, "parse_from_file") == [("parse_from_file", "model.onnx")]
     assert calls(trt, "set_flag") == [("set_flag", "FP16")]
-    assert calls(trt, "set_memory_pool_limit") == [("set_memory_pool_limit", "WORKSPACE", 256 << 20)]
+    assert calls(trt, "set_memory_pool_limit") == [
+        ("set_memory_pool_limit", "WORKSPACE", 256 << 20)
+    ]
     assert spec.plan_path.read_bytes() == b"plan:10.3.0.30:model.onnx"
     record = json.loads(spec.record_path.read_text())
-    assert record["key"] == spec.key and record["precision"] == "fp16" and record["tensorrt"] == "10.3.0.30"
+    assert (
+        record["key"] == spec.key
+        and record["precision"] == "fp16"
+        and record["tensorrt"] == "10.3.0.30"
+    )
     assert spec.timing_cache.read_bytes() == b"timing:10.3.0.30"
     assert sorted(p.name for p in spec.plan_path.parent.iterdir()) == sorted(
-        [spec.plan_path.name, spec.record_path.name, spec.timing_cache.name])  # no temporary files left
+        [spec.plan_path.name, spec.record_path.name, spec.timing_cache.name]
+    )  # no temporary files left
 
     ensure_engine(trt, spec, force=True)  # the second build starts from the saved timing cache
     assert calls(trt, "set_timing_cache")[-1] == ("set_timing_cache", b"timing:10.3.0.30", False)
@@ -258,26 +307,50 @@ def test_trt11_fp16_build_is_strongly_typed_from_the_fp16_onnx(bundle: Bundle) -
     assert spec.plan_path.read_bytes() == b"plan:11.4.0.1:model_fp16.onnx"
 
 
-def test_trt11_fp16_without_an_fp16_onnx_says_how_to_get_one(bundle: Bundle, tmp_path: Path) -> None:
-    fp32_only = load_bundle(write_bundle(
-        tmp_path / "fp32_only", bundle.onnx_path, name="conv", arch="conv", classes=list(bundle.classes),
-        palette=[list(c) for c in bundle.palette], preprocess=bundle.preprocess))
-    with pytest.raises(EngineBuildError, match="TensorRT 11.4.0.1 builds FP16 only from an FP16 ONNX .* "
-                                               "re-export it with ssma-export --fp16, or use --precision fp32"):
+def test_trt11_fp16_without_an_fp16_onnx_says_how_to_get_one(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    fp32_only = load_bundle(
+        write_bundle(
+            tmp_path / "fp32_only",
+            bundle.onnx_path,
+            name="conv",
+            arch="conv",
+            classes=list(bundle.classes),
+            palette=[list(c) for c in bundle.palette],
+            preprocess=bundle.preprocess,
+        )
+    )
+    with pytest.raises(
+        EngineBuildError,
+        match="TensorRT 11.4.0.1 builds FP16 only from an FP16 ONNX .* "
+        "re-export it with ssma-export --fp16, or use --precision fp32",
+    ):
         engine_spec(fake_tensorrt("11.4.0.1"), fp32_only, "fp16", ORIN)
-    assert engine_spec(fake_tensorrt("11.4.0.1"), fp32_only, "fp32", ORIN).onnx_path.name == "model.onnx"
+    assert (
+        engine_spec(fake_tensorrt("11.4.0.1"), fp32_only, "fp32", ORIN).onnx_path.name
+        == "model.onnx"
+    )
 
 
 def test_parser_errors_name_the_node_and_operator(bundle: Bundle) -> None:
-    trt = fake_tensorrt("10.3.0.30", parse_errors=(
-        ParserError(7, "/decoder/up/Resize", "Resize", "unsupported coordinate_transformation_mode"),
-        ParserError(9, "/easpp/pool/ReduceMean", "ReduceMean", "axes must be an initializer")))
+    trt = fake_tensorrt(
+        "10.3.0.30",
+        parse_errors=(
+            ParserError(
+                7, "/decoder/up/Resize", "Resize", "unsupported coordinate_transformation_mode"
+            ),
+            ParserError(9, "/easpp/pool/ReduceMean", "ReduceMean", "axes must be an initializer"),
+        ),
+    )
     spec = engine_spec(trt, bundle, "fp16", ORIN)
     with pytest.raises(EngineBuildError) as err:
         ensure_engine(trt, spec)
     text = str(err.value)
     assert text.startswith(f"TensorRT could not parse {spec.onnx_path} (2 error(s)):")
-    assert "node #7 '/decoder/up/Resize' (Resize): unsupported coordinate_transformation_mode" in text
+    assert (
+        "node #7 '/decoder/up/Resize' (Resize): unsupported coordinate_transformation_mode" in text
+    )
     assert "node #9 '/easpp/pool/ReduceMean' (ReduceMean): axes must be an initializer" in text
     assert calls(trt, "build_serialized_network") == [] and not spec.plan_path.exists()
 
@@ -303,7 +376,10 @@ def test_cache_hit_does_not_rebuild(bundle: Bundle) -> None:
     assert len(calls(trt, "build_serialized_network")) == 1
     # another precision or GPU is another engine
     assert ensure_engine(trt, engine_spec(trt, bundle, "fp32", ORIN)) is True
-    assert ensure_engine(trt, engine_spec(trt, bundle, "fp16", GpuInfo(0, "NVIDIA A100", (8, 0)))) is True
+    assert (
+        ensure_engine(trt, engine_spec(trt, bundle, "fp16", GpuInfo(0, "NVIDIA A100", (8, 0))))
+        is True
+    )
     assert len(calls(trt, "build_serialized_network")) == 3
 
 
@@ -312,18 +388,24 @@ def test_a_plan_whose_record_names_another_key_is_rebuilt_not_loaded(bundle: Bun
     spec = engine_spec(trt, bundle, "fp16", ORIN)
     spec.plan_path.parent.mkdir(parents=True)
     spec.plan_path.write_bytes(b"someone else's plan")
-    spec.record_path.write_text(json.dumps({"key": "0000000000000000_trt10.3.0.30_orin-nvgpu_sm87_fp32"}))
+    spec.record_path.write_text(
+        json.dumps({"key": "0000000000000000_trt10.3.0.30_orin-nvgpu_sm87_fp32"})
+    )
     assert ensure_engine(trt, spec) is True
     assert spec.plan_path.read_bytes() == b"plan:10.3.0.30:model.onnx"
     assert json.loads(spec.record_path.read_text())["key"] == spec.key
 
 
-def test_without_building_a_missing_engine_is_an_error_that_says_how_to_build(bundle: Bundle) -> None:
+def test_without_building_a_missing_engine_is_an_error_that_says_how_to_build(
+    bundle: Bundle,
+) -> None:
     trt = fake_tensorrt("10.3.0.30")
     spec = engine_spec(trt, bundle, "fp16", ORIN)
     with pytest.raises(EngineBuildError) as err:
         ensure_engine(trt, spec, allow_build=False)
-    assert f"no usable TensorRT engine {spec.plan_path} (not built yet); build it with:" in str(err.value)
+    assert f"no usable TensorRT engine {spec.plan_path} (not built yet); build it with:" in str(
+        err.value
+    )
     assert f"ssma-build-engine {bundle.path} --precision fp16 --force" in str(err.value)
 
 
@@ -331,13 +413,18 @@ def test_load_engine_rebuilds_a_cached_plan_that_tensorrt_refuses(bundle: Bundle
     trt = fake_tensorrt("10.3.0.30")
     spec = engine_spec(trt, bundle, "fp16", ORIN)
     spec.plan_path.parent.mkdir(parents=True)
-    spec.plan_path.write_bytes(b"plan:10.2.0.19:model.onnx")  # e.g. left by trtexec of another TensorRT
+    spec.plan_path.write_bytes(
+        b"plan:10.2.0.19:model.onnx"
+    )  # e.g. left by trtexec of another TensorRT
     engine = load_engine(trt, trt.Runtime(None), spec)
     assert engine == ("engine", b"plan:10.3.0.30:model.onnx")
     assert len(calls(trt, "build_serialized_network")) == 1
 
     spec.plan_path.write_bytes(b"plan:10.2.0.19:model.onnx")
-    with pytest.raises(EngineBuildError, match=r"could not load the engine .*rebuild it with:\n  ssma-build-engine"):
+    with pytest.raises(
+        EngineBuildError,
+        match=r"could not load the engine .*rebuild it with:\n  ssma-build-engine",
+    ):
         load_engine(trt, trt.Runtime(None), spec, allow_build=False)
 
 
@@ -350,7 +437,9 @@ def test_load_engine_from_the_cache_deserializes_without_building(bundle: Bundle
     assert [c[0] for c in trt.calls] == ["deserialize_cuda_engine"]
 
 
-def test_build_engine_cli(bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_build_engine_cli(
+    bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     trt = fake_tensorrt("10.3.0.30")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(trt_export, "gpu_info", lambda index: ORIN)
@@ -373,7 +462,9 @@ def test_build_engine_cli(bundle: Bundle, monkeypatch: pytest.MonkeyPatch, capsy
 
 def test_backend_with_tensorrt_but_no_gpu(bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt("10.3.0.30"))
-    with pytest.raises(BackendUnavailable, match=r"no CUDA GPU visible to torch .*is_available\(\) is False"):
+    with pytest.raises(
+        BackendUnavailable, match=r"no CUDA GPU visible to torch .*is_available\(\) is False"
+    ):
         load_backend(bundle, backend="tensorrt")
     backend, reason = load_backend(bundle)
     assert backend.name == "onnxruntime"

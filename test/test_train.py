@@ -32,8 +32,17 @@ def tiny(tmp_path: Path, arch: str = "ssma", **sections) -> dict:
     fused = arch != "adapnet"
     cfg = {
         "stage": "fusion" if fused else "expert",
-        "model": {"arch": arch, "config": "lite", "modalities": ["rgb", "aux"] if fused else ["rgb"]},
-        "data": {"size": list(SIZE), "train_samples": 8, "val_samples": 2, "eval_conditions": ["clear"]},
+        "model": {
+            "arch": arch,
+            "config": "lite",
+            "modalities": ["rgb", "aux"] if fused else ["rgb"],
+        },
+        "data": {
+            "size": list(SIZE),
+            "train_samples": 8,
+            "val_samples": 2,
+            "eval_conditions": ["clear"],
+        },
         "optim": {"iterations": 4, "batch_size": 2},
         "eval": {"interval": 1000, "batch_size": 2, "plots": False, "no_aux": False},
         "output_dir": str(tmp_path / "run"),
@@ -62,7 +71,7 @@ def preprocess() -> Preprocess:
 
 def test_poly_factor_values():
     assert poly_factor(0, 100) == 1.0
-    assert poly_factor(50, 100, 0.9) == pytest.approx(0.5 ** 0.9)
+    assert poly_factor(50, 100, 0.9) == pytest.approx(0.5**0.9)
     assert poly_factor(75, 100, 2.0) == pytest.approx(0.0625)
     assert poly_factor(100, 100) == 0.0
     assert poly_factor(150, 100) == 0.0  # never negative past the end
@@ -86,7 +95,9 @@ def test_poly_scheduler_decays_every_group_from_its_own_base_lr():
 
 def test_geometric_augmentation_moves_every_modality_and_the_label_together():
     rng = np.random.default_rng(0)
-    label = np.kron(rng.integers(1, 6, (6, 8)), np.ones((8, 8), np.int64)).astype(np.uint8)  # 48x64 blocks
+    label = np.kron(rng.integers(1, 6, (6, 8)), np.ones((8, 8), np.int64)).astype(
+        np.uint8
+    )  # 48x64 blocks
     aux = np.repeat((label * 40)[..., None], 3, axis=2)
     cfg = AugmentConfig(scale=(0.5, 2.0))
     changed = 0
@@ -99,8 +110,15 @@ def test_geometric_augmentation_moves_every_modality_and_the_label_together():
         changed += not np.array_equal(warped_label, label)
     assert changed == 8
     # Zoomed far out, the border comes from outside the image: void label, "no data" aux.
-    m = random_matrix(np.random.default_rng(1), SIZE, SIZE, AugmentConfig(scale=(0.5, 0.5), rotation_deg=0, skew=0))
-    assert warp(label, m, SIZE, True, 0)[0, 0] == 0 and warp(aux, m, SIZE, True, 0)[0, 0].tolist() == [0, 0, 0]
+    m = random_matrix(
+        np.random.default_rng(1),
+        SIZE,
+        SIZE,
+        AugmentConfig(scale=(0.5, 0.5), rotation_deg=0, skew=0),
+    )
+    assert warp(label, m, SIZE, True, 0)[0, 0] == 0 and warp(aux, m, SIZE, True, 0)[
+        0, 0
+    ].tolist() == [0, 0, 0]
 
 
 def test_flip_only_augmentation_is_an_exact_mirror():
@@ -108,8 +126,13 @@ def test_flip_only_augmentation_is_an_exact_mirror():
     cfg = AugmentConfig(scale=(1.0, 1.0), rotation_deg=0, skew=0, flip=True)
     results = set()
     for seed in range(10):
-        out = warp(label.astype(np.uint8), random_matrix(np.random.default_rng(seed), SIZE, SIZE, cfg),
-                   SIZE, True, 0)
+        out = warp(
+            label.astype(np.uint8),
+            random_matrix(np.random.default_rng(seed), SIZE, SIZE, cfg),
+            SIZE,
+            True,
+            0,
+        )
         if np.array_equal(out, label):
             results.add("same")
         else:
@@ -131,7 +154,9 @@ def test_photometric_augmentation_changes_rgb_only():
 def test_modality_dropout_rate_and_blank_values_match_the_node():
     p = preprocess()
     n = 400
-    ds = SegDataset(FixedFrames([frame()] * n), p, seed=1, dropout=ModalityDropoutSection(aux=0.3, rgb=0.1))
+    ds = SegDataset(
+        FixedFrames([frame()] * n), p, seed=1, dropout=ModalityDropoutSection(aux=0.3, rgb=0.1)
+    )
     blank_aux = torch.from_numpy(p.blank_aux(1)[0])  # what the node feeds when aux is missing
     blank_rgb_ = torch.from_numpy(blank_rgb(p)[0])
     assert torch.allclose(blank_aux, torch.full_like(blank_aux, -1.0))  # black, normalised
@@ -151,7 +176,9 @@ def test_modality_dropout_rate_and_blank_values_match_the_node():
 # -- stages: expert -> fusion mapping, freezing -------------------------------------------------
 
 
-def expert_checkpoint(tmp_path: Path, modality: str, seed: int, num_classes: int = 10) -> tuple[Path, dict]:
+def expert_checkpoint(
+    tmp_path: Path, modality: str, seed: int, num_classes: int = 10
+) -> tuple[Path, dict]:
     torch.manual_seed(seed)
     model = build_model("adapnet", "lite", num_classes, modality=modality)
     with torch.no_grad():  # non-default BN statistics, so buffers are checked too
@@ -162,10 +189,13 @@ def expert_checkpoint(tmp_path: Path, modality: str, seed: int, num_classes: int
     return path, {k: v.clone() for k, v in model.state_dict().items()}
 
 
-@pytest.mark.parametrize("arch, prefixes", [
-    ("ssma", {"expert.": "{m}_expert."}),
-    ("late", {"expert.": "{m}_net.expert.", "decoder.": "{m}_net.decoder."}),
-])
+@pytest.mark.parametrize(
+    "arch, prefixes",
+    [
+        ("ssma", {"expert.": "{m}_expert."}),
+        ("late", {"expert.": "{m}_net.expert.", "decoder.": "{m}_net.decoder."}),
+    ],
+)
 def test_expert_weights_land_exactly_in_each_stream(tmp_path, arch, prefixes):
     torch.manual_seed(0)
     fused = build_model(arch, "lite", 10)
@@ -180,7 +210,7 @@ def test_expert_weights_land_exactly_in_each_stream(tmp_path, arch, prefixes):
         for key, tensor in state.items():
             for src, dst in prefixes.items():
                 if key.startswith(src):
-                    target = dst.format(m=modality) + key[len(src):]
+                    target = dst.format(m=modality) + key[len(src) :]
                     assert torch.equal(after[target], tensor), target
                     copied.add(target)
                     expected += 1
@@ -208,8 +238,11 @@ def test_expert_mapping_rejects_what_does_not_fit(tmp_path):
 def test_fusion_stage_starts_from_experts_with_slower_streams(tmp_path):
     rgb_path, rgb_state = expert_checkpoint(tmp_path, "rgb", 1)
     aux_path, aux_state = expert_checkpoint(tmp_path, "aux", 2)
-    raw = tiny(tmp_path, init={"rgb": str(rgb_path), "aux": str(aux_path)},
-               optim={"lr": 1e-3, "encoder_lr_scale": 0.1})
+    raw = tiny(
+        tmp_path,
+        init={"rgb": str(rgb_path), "aux": str(aux_path)},
+        optim={"lr": 1e-3, "encoder_lr_scale": 0.1},
+    )
     trainer = Trainer(from_dict(raw))
     state = trainer.model.state_dict()
     for prefix, expert_state in (("rgb_", rgb_state), ("aux_", aux_state)):
@@ -227,7 +260,12 @@ def test_finetune_stage_freezes_the_streams(tmp_path):
     torch.manual_seed(0)
     source = build_model("ssma", "lite", len(synthetic.CLASSES))
     path = save_checkpoint(tmp_path / "fusion.pt", source, stage="fusion")
-    raw = tiny(tmp_path, stage="finetune", init={"checkpoint": str(path)}, optim={"iterations": 2, "lr": 1e-3})
+    raw = tiny(
+        tmp_path,
+        stage="finetune",
+        init={"checkpoint": str(path)},
+        optim={"iterations": 2, "lr": 1e-3},
+    )
     trainer = Trainer(from_dict(raw))
     trainer.run()
     model, src = trainer.model, source.state_dict()
@@ -238,8 +276,12 @@ def test_finetune_stage_freezes_the_streams(tmp_path):
             assert not p.requires_grad and p.grad is None
     for key, tensor in model.state_dict().items():
         if key.startswith(("rgb_expert.", "aux_expert.")):
-            assert torch.equal(tensor, src[key]), key  # weights and BN running statistics unchanged
-    assert not torch.equal(model.state_dict()["decoder.up_eighth.0.weight"], src["decoder.up_eighth.0.weight"])
+            assert torch.equal(tensor, src[key]), (
+                key
+            )  # weights and BN running statistics unchanged
+    assert not torch.equal(
+        model.state_dict()["decoder.up_eighth.0.weight"], src["decoder.up_eighth.0.weight"]
+    )
     assert model.decoder.training and model.fuse_aspp.training
     optimised = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
     assert not optimised & {id(p) for m in streams for p in m.parameters()}
@@ -249,9 +291,16 @@ def test_finetune_stage_freezes_the_streams(tmp_path):
 
 
 def test_tiny_run_loss_falls_and_writes_logs_plots_and_checkpoints(tmp_path):
-    raw = tiny(tmp_path, arch="adapnet", augment={"enabled": False},
-               data={"train_samples": 4}, optim={"iterations": 30, "batch_size": 4, "lr": 3e-3},
-               eval={"interval": 15, "plots": True, "plot_samples": 2}, tensorboard=True, seed=0)
+    raw = tiny(
+        tmp_path,
+        arch="adapnet",
+        augment={"enabled": False},
+        data={"train_samples": 4},
+        optim={"iterations": 30, "batch_size": 4, "lr": 3e-3},
+        eval={"interval": 15, "plots": True, "plot_samples": 2},
+        tensorboard=True,
+        seed=0,
+    )
     trainer = Trainer(from_dict(raw))
     results = trainer.run()
     out = Path(raw["output_dir"])
@@ -271,7 +320,11 @@ def test_tiny_run_loss_falls_and_writes_logs_plots_and_checkpoints(tmp_path):
         assert (out / "plots" / name).read_bytes()[:8] == PNG
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     model, meta = load_checkpoint(out / "last.pt")
-    assert model.arch == "adapnet" and meta["iteration"] == 30 and meta["classes"] == list(synthetic.CLASSES)
+    assert (
+        model.arch == "adapnet"
+        and meta["iteration"] == 30
+        and meta["classes"] == list(synthetic.CLASSES)
+    )
     assert Preprocess.from_dict(meta["preprocess"]) == trainer.info.preprocess
     assert meta["metrics"]["clear"] == pytest.approx(results["clear"].miou)
     _, best = load_checkpoint(out / "best.pt")
@@ -280,8 +333,12 @@ def test_tiny_run_loss_falls_and_writes_logs_plots_and_checkpoints(tmp_path):
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     def config(name: str) -> dict:
-        return tiny(tmp_path / name, optim={"iterations": 4, "batch_size": 2},
-                    modality_dropout={"aux": 0.3, "rgb": 0.2}, eval={"interval": 1000})
+        return tiny(
+            tmp_path / name,
+            optim={"iterations": 4, "batch_size": 2},
+            modality_dropout={"aux": 0.3, "rgb": 0.2},
+            eval={"interval": 1000},
+        )
 
     straight = Trainer(from_dict(config("a")))
     straight.run()
@@ -313,21 +370,35 @@ def write_cityscapes(root: Path, split: str, n: int) -> None:
     rng = np.random.default_rng(len(split))
     h, w = 64, 128
     for i in range(n):
-        folders = {k: root / k / split / "aachen" for k in ("leftImg8bit", "disparity", "camera", "gtFine")}
+        folders = {
+            k: root / k / split / "aachen"
+            for k in ("leftImg8bit", "disparity", "camera", "gtFine")
+        }
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
         stem = f"aachen_{i:06d}_000019"
         ids = np.full((h, w), 7, np.uint8)  # road
         ids[: h // 3] = 23  # sky
-        ids[h // 3: h // 2, 20 + 10 * i: 70 + 10 * i] = 26  # car
-        rgb = np.select([ids[..., None] == 23, ids[..., None] == 26], [[70, 130, 180], [10, 10, 140]],
-                        [[128, 64, 128]]).astype(np.uint8) + rng.integers(0, 20, (h, w, 3), dtype=np.uint8)
-        disparity = np.where(ids == 23, 0, np.linspace(2, 60, h)[:, None] * 256 + 1).astype(np.uint16)
+        ids[h // 3 : h // 2, 20 + 10 * i : 70 + 10 * i] = 26  # car
+        rgb = np.select(
+            [ids[..., None] == 23, ids[..., None] == 26],
+            [[70, 130, 180], [10, 10, 140]],
+            [[128, 64, 128]],
+        ).astype(np.uint8) + rng.integers(0, 20, (h, w, 3), dtype=np.uint8)
+        disparity = np.where(ids == 23, 0, np.linspace(2, 60, h)[:, None] * 256 + 1).astype(
+            np.uint16
+        )
         cv2.imwrite(str(folders["leftImg8bit"] / f"{stem}_leftImg8bit.png"), rgb[..., ::-1])
         cv2.imwrite(str(folders["disparity"] / f"{stem}_disparity.png"), disparity)
         cv2.imwrite(str(folders["gtFine"] / f"{stem}_gtFine_labelIds.png"), ids)
-        (folders["camera"] / f"{stem}_camera.json").write_text(json.dumps(
-            {"intrinsic": {"fx": 140.0, "fy": 140.0, "u0": 64.0, "v0": 32.0}, "extrinsic": {"baseline": 0.21}}))
+        (folders["camera"] / f"{stem}_camera.json").write_text(
+            json.dumps(
+                {
+                    "intrinsic": {"fx": 140.0, "fy": 140.0, "u0": 64.0, "v0": 32.0},
+                    "extrinsic": {"baseline": 0.21},
+                }
+            )
+        )
 
 
 def test_trains_on_a_dataset_reader(tmp_path):
@@ -338,14 +409,29 @@ def test_trains_on_a_dataset_reader(tmp_path):
     root = tmp_path / "cityscapes"
     write_cityscapes(root, "train", 4)
     write_cityscapes(root, "val", 3)
-    raw = tiny(tmp_path, data={"source": "cityscapes", "root": str(root), "size": [32, 64], "val_samples": 2,
-                               "aux_encoding": "hha"}, eval={"no_aux": True})
+    raw = tiny(
+        tmp_path,
+        data={
+            "source": "cityscapes",
+            "root": str(root),
+            "size": [32, 64],
+            "val_samples": 2,
+            "aux_encoding": "hha",
+        },
+        eval={"no_aux": True},
+    )
     trainer = Trainer(from_dict(raw))
     assert trainer.info.classes[:2] == ("void", "sky") and len(trainer.info.classes) == 12
-    assert sorted(trainer.eval_sets) == ["val", "val_no_aux"] and len(trainer.eval_sets["val"]) == 2
+    assert (
+        sorted(trainer.eval_sets) == ["val", "val_no_aux"] and len(trainer.eval_sets["val"]) == 2
+    )
     assert len(trainer.train_set) == 4
     sample = trainer.eval_sets["val"][0]
-    assert sample["aux"].shape == (3, 32, 64) and set(sample["label"].unique().tolist()) == {1, 3, 8}
+    assert sample["aux"].shape == (3, 32, 64) and set(sample["label"].unique().tolist()) == {
+        1,
+        3,
+        8,
+    }
     results = trainer.run()
     assert set(results) == {"val", "val_no_aux"}
     assert results["val"].valid_pixels == 2 * 32 * 64
@@ -377,13 +463,31 @@ def test_smoke_config_is_valid_and_small():
 
 def test_cli_trains_and_reports(tmp_path, capsys):
     out = tmp_path / "cli"
-    args = [str(ROOT / "config" / "train" / "smoke.yaml"), "-o", f"output_dir={out}", "-o", "optim.iterations=2",
-            "-o", f"data.size={list(SIZE)}", "-o", "data.val_samples=2", "-o", "eval.plots=false",
-            "-o", "progress=false", "-o", "tensorboard=false", "-o", "eval.batch_size=2"]
+    args = [
+        str(ROOT / "config" / "train" / "smoke.yaml"),
+        "-o",
+        f"output_dir={out}",
+        "-o",
+        "optim.iterations=2",
+        "-o",
+        f"data.size={list(SIZE)}",
+        "-o",
+        "data.val_samples=2",
+        "-o",
+        "eval.plots=false",
+        "-o",
+        "progress=false",
+        "-o",
+        "tensorboard=false",
+        "-o",
+        "eval.batch_size=2",
+    ]
     assert cli.main(args) == 0
     printed = capsys.readouterr().out
     assert "clear: mIoU" in printed and "clear_no_aux: mIoU" in printed
     assert (out / "last.pt").exists() and (out / "best.pt").exists()
     assert cli.main(args + ["--resume"]) == 0  # already at the last iteration: evaluates only
-    assert cli.main([str(ROOT / "config" / "train" / "smoke.yaml"), "-o", "optim.iteration=3"]) == 2
+    assert (
+        cli.main([str(ROOT / "config" / "train" / "smoke.yaml"), "-o", "optim.iteration=3"]) == 2
+    )
     assert "did you mean 'optim.iterations'" in capsys.readouterr().err

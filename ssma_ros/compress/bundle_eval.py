@@ -40,29 +40,54 @@ class BundleScores:
     frames: int  # frames per condition
 
 
-def evaluate_bundle(bundle_path: str | Path, *, split: str = "test", first: int = 0, count: int = 16,
-                    conditions: Sequence[str] = ("clear",), strength: float = 1.0, rgb_only: bool = True,
-                    threads: int = 1) -> BundleScores:
+def evaluate_bundle(
+    bundle_path: str | Path,
+    *,
+    split: str = "test",
+    first: int = 0,
+    count: int = 16,
+    conditions: Sequence[str] = ("clear",),
+    strength: float = 1.0,
+    rgb_only: bool = True,
+    threads: int = 1,
+) -> BundleScores:
     """Metrics of the bundle on synthetic frames `first .. first + count - 1` of `split` for each
     condition (adverse ones at `strength`), with aux and, if `rgb_only`, without it. Frames are
-    rendered at the bundle's input size with the scene seed it was trained with."""
+    rendered at the bundle's input size with the scene seed it was trained with.
+    """
     bundle = load_bundle(bundle_path)
     preprocess_aux = (bundle.preprocess.get("aux") or {}).get("modality")
     names = [spec.name for spec in bundle.inputs]
     if names != ["rgb", "aux"] or preprocess_aux not in GENERATOR_AUX:
-        raise ValueError(f"bundle {bundle.name}: needs inputs ['rgb', 'aux'] with aux modality in "
-                         f"{sorted(GENERATOR_AUX)}, got {names} / {preprocess_aux!r}")
-    scene_seed = int(bundle.meta.get("training", {}).get("train_config", {}).get("data", {}).get("scene_seed", 0))
+        raise ValueError(
+            f"bundle {bundle.name}: needs inputs ['rgb', 'aux'] with aux modality in "
+            f"{sorted(GENERATOR_AUX)}, got {names} / {preprocess_aux!r}"
+        )
+    scene_seed = int(
+        bundle.meta.get("training", {})
+        .get("train_config", {})
+        .get("data", {})
+        .get("scene_seed", 0)
+    )
     void = bundle.void_indices[0] if bundle.void_indices else None
-    backend, _ = load_backend(bundle, "onnxruntime", device="cpu", precision="fp32", threads=threads)
+    backend, _ = load_backend(
+        bundle, "onnxruntime", device="cpu", precision="fp32", threads=threads
+    )
     segmenter = Segmenter(bundle, backend)
     meters: dict[str, ConfusionMeter] = {}
     times: list[float] = []
     try:
         for condition in conditions:
-            frames = synthetic.SyntheticDataset(split, first + count, bundle.height, bundle.width, scene_seed,
-                                                GENERATOR_AUX[preprocess_aux], conditions=(condition,),
-                                                strength=strength)
+            frames = synthetic.SyntheticDataset(
+                split,
+                first + count,
+                bundle.height,
+                bundle.width,
+                scene_seed,
+                GENERATOR_AUX[preprocess_aux],
+                conditions=(condition,),
+                strength=strength,
+            )
             modes = [(condition, True)] + ([(f"{condition}_no_aux", False)] if rgb_only else [])
             for name, _ in modes:
                 meters[name] = ConfusionMeter(bundle.num_classes, void)
@@ -72,7 +97,9 @@ def evaluate_bundle(bundle_path: str | Path, *, split: str = "test", first: int 
                 for name, with_aux in modes:
                     tick = time.perf_counter()
                     if with_aux:
-                        inputs = segmenter.inputs(frame["rgb"], frame["aux"], frame["aux_encoding"], frame["camera"])
+                        inputs = segmenter.inputs(
+                            frame["rgb"], frame["aux"], frame["aux_encoding"], frame["camera"]
+                        )
                     else:
                         inputs = segmenter.inputs(frame["rgb"])
                     logits = segmenter.infer(inputs)
@@ -80,14 +107,19 @@ def evaluate_bundle(bundle_path: str | Path, *, split: str = "test", first: int 
                     _update(meters[name], logits, label)
     finally:
         segmenter.close()
-    return BundleScores({name: meter.compute() for name, meter in meters.items()},
-                        1000.0 * statistics.median(times), count)
+    return BundleScores(
+        {name: meter.compute() for name, meter in meters.items()},
+        1000.0 * statistics.median(times),
+        count,
+    )
 
 
 def _update(meter: ConfusionMeter, logits: np.ndarray, label: np.ndarray) -> None:
     import torch
 
-    meter.update(torch.from_numpy(logits.argmax(axis=1)), torch.from_numpy(label.astype(np.int64))[None])
+    meter.update(
+        torch.from_numpy(logits.argmax(axis=1)), torch.from_numpy(label.astype(np.int64))[None]
+    )
 
 
 def markdown(scores: BundleScores) -> str:
@@ -103,20 +135,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=sorted(synthetic.SPLITS))
     parser.add_argument("--first", type=int, default=0, help="first frame index within the split")
     parser.add_argument("--count", type=int, default=16, help="frames per condition")
-    parser.add_argument("--conditions", nargs="+", default=["clear"], choices=list(synthetic.CONDITIONS))
-    parser.add_argument("--strength", type=float, default=1.0, help="strength of the adverse conditions")
-    parser.add_argument("--no-rgb-only", action="store_true", help="skip the RGB-only (aux blanked) runs")
+    parser.add_argument(
+        "--conditions", nargs="+", default=["clear"], choices=list(synthetic.CONDITIONS)
+    )
+    parser.add_argument(
+        "--strength", type=float, default=1.0, help="strength of the adverse conditions"
+    )
+    parser.add_argument(
+        "--no-rgb-only", action="store_true", help="skip the RGB-only (aux blanked) runs"
+    )
     parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
     args = parser.parse_args(argv)
     try:
-        scores = evaluate_bundle(args.bundle, split=args.split, first=args.first, count=args.count,
-                                 conditions=args.conditions, strength=args.strength,
-                                 rgb_only=not args.no_rgb_only, threads=args.threads)
+        scores = evaluate_bundle(
+            args.bundle,
+            split=args.split,
+            first=args.first,
+            count=args.count,
+            conditions=args.conditions,
+            strength=args.strength,
+            rgb_only=not args.no_rgb_only,
+            threads=args.threads,
+        )
     except (ValueError, FileNotFoundError) as err:
         print(f"ssma-eval-bundle: {err}", file=sys.stderr)
         return 1
-    print(f"{args.bundle}: {args.split} frames {args.first}..{args.first + args.count - 1}, "
-          f"strength {args.strength:g}, ONNX Runtime CPU, {args.threads} thread(s)")
+    print(
+        f"{args.bundle}: {args.split} frames {args.first}..{args.first + args.count - 1}, "
+        f"strength {args.strength:g}, ONNX Runtime CPU, {args.threads} thread(s)"
+    )
     print(markdown(scores), end="")
     print(f"median per frame (preprocessing + inference): {scores.latency_ms:.1f} ms")
     return 0

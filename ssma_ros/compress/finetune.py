@@ -44,7 +44,8 @@ class CachedSet(Dataset):
 
 class Recipe:
     """Training and evaluation data of a checkpoint's training config (its `train_config` meta),
-    with `overrides` ("data.val_samples=32", ...) applied."""
+    with `overrides` ("data.val_samples=32", ...) applied.
+    """
 
     def __init__(self, train_config: Mapping[str, Any], overrides: Sequence[str] = ()) -> None:
         self.cfg: TrainConfig = from_dict(dict(train_config), list(overrides))
@@ -61,24 +62,39 @@ class Recipe:
     def batches(self, input_names: Sequence[str], batch_size: int, start: int) -> Iterator[Batch]:
         """Endless training batches (inputs in the order of `input_names`, label), beginning
         `start` batches into the stream of this config's seed, so that later calls continue
-        it instead of repeating it."""
+        it instead of repeating it.
+        """
         sampler = TrainBatches(len(self.train_set), batch_size, 0, 1, self.cfg.seed, start=start)
-        loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
-                            generator=torch.Generator().manual_seed(self.cfg.seed))
+        loader = DataLoader(
+            self.train_set,
+            batch_sampler=sampler,
+            num_workers=self.cfg.data.num_workers,
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
         for batch in loader:
             yield tuple(batch[name] for name in input_names), batch["label"]
 
     def evaluate(self, model: nn.Module) -> dict[str, SegMetrics]:
         """Metrics of `model` on every evaluation set (the model's modes are restored)."""
         device = next(model.parameters()).device
-        return {name: evaluate(model, DataLoader(ds, batch_size=self.cfg.eval.batch_size), self.num_classes,
-                               device, self.info.void_index)
-                for name, ds in self.eval_sets.items()}
+        return {
+            name: evaluate(
+                model,
+                DataLoader(ds, batch_size=self.cfg.eval.batch_size),
+                self.num_classes,
+                device,
+                self.info.void_index,
+            )
+            for name, ds in self.eval_sets.items()
+        }
 
 
-def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Pixel-wise KL(teacher || student) of the class distributions at `temperature`, averaged
-    over pixels and scaled by T^2 so its gradients keep their size as T changes (Hinton et al.)."""
+    over pixels and scaled by T^2 so its gradients keep their size as T changes (Hinton et al.).
+    """
     t = temperature
     log_student = F.log_softmax(student / t, dim=1)
     log_teacher = F.log_softmax(teacher / t, dim=1)
@@ -88,27 +104,40 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, temperature:
 
 class Distillation:
     """A frozen `teacher` (the unpruned network, eval mode) whose logits the student's main
-    logits are pulled towards with `weight` x `distillation_loss` at `temperature`."""
+    logits are pulled towards with `weight` x `distillation_loss` at `temperature`.
+    """
 
     def __init__(self, teacher: nn.Module, weight: float, temperature: float = 1.0) -> None:
         if weight <= 0 or temperature <= 0:
-            raise ValueError(f"distillation weight and temperature must be > 0, got {weight}, {temperature}")
+            raise ValueError(
+                f"distillation weight and temperature must be > 0, got {weight}, {temperature}"
+            )
         self.teacher = teacher.eval().requires_grad_(False)
         self.weight = weight
         self.temperature = temperature
 
-    def __call__(self, inputs: Sequence[torch.Tensor], outputs: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    def __call__(
+        self, inputs: Sequence[torch.Tensor], outputs: torch.Tensor | Sequence[torch.Tensor]
+    ) -> torch.Tensor:
         student = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
         with torch.no_grad():
             teacher = self.teacher(*inputs)
         return self.weight * distillation_loss(student, teacher, self.temperature)
 
 
-def finetune(model: nn.Module, batches: Iterator[Batch], loss_fn: nn.Module, iterations: int,
-             lr: float, power: float = 0.9, distillation: Distillation | None = None) -> list[float]:
+def finetune(
+    model: nn.Module,
+    batches: Iterator[Batch],
+    loss_fn: nn.Module,
+    iterations: int,
+    lr: float,
+    power: float = 0.9,
+    distillation: Distillation | None = None,
+) -> list[float]:
     """Train every parameter of `model` for `iterations` steps of Adam with poly decay from `lr`
     (a fresh optimizer: pruning replaced the parameter tensors), on `loss_fn` plus the
-    `distillation` term if given. Returns the losses."""
+    `distillation` term if given. Returns the losses.
+    """
     if iterations <= 0:
         return []
     for p in model.parameters():

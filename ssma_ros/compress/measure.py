@@ -30,10 +30,16 @@ def model_cost(model: nn.Module, height: int, width: int) -> Cost:
     return Cost(params=count_params(model)[0], flops=count_flops(model, height, width))
 
 
-def interleaved_latency(onnx_paths: Mapping[str, str | Path], threads: int = 1, runs: int = 30,
-                        warmup: int = 5, seed: int = 0) -> dict[str, float]:
+def interleaved_latency(
+    onnx_paths: Mapping[str, str | Path],
+    threads: int = 1,
+    runs: int = 30,
+    warmup: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
     """Median latency in milliseconds of each ONNX file (random float32 inputs of its own
-    static shapes), measured in `runs` interleaved rounds after `warmup` rounds."""
+    static shapes), measured in `runs` interleaved rounds after `warmup` rounds.
+    """
     import onnxruntime as ort
 
     if runs < 1:
@@ -45,8 +51,12 @@ def interleaved_latency(onnx_paths: Mapping[str, str | Path], threads: int = 1, 
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-        feed = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in session.get_inputs()}
+        session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        feed = {
+            i.name: rng.standard_normal(i.shape).astype(np.float32) for i in session.get_inputs()
+        }
         sessions[name] = (session, feed)
     times: dict[str, list[float]] = {name: [] for name in sessions}
     for round_index in range(warmup + runs):

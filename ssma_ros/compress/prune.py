@@ -54,7 +54,8 @@ Batch = tuple[Sequence[torch.Tensor], torch.Tensor]
 
 def excluded_layers(model: nn.Module) -> dict[str, str]:
     """Module name -> reason (a key of EXCLUDED_REASONS) for every layer whose output channels
-    must keep their count."""
+    must keep their count.
+    """
     excluded: dict[str, str] = {}
     for name, module in model.named_modules():
         prefix = f"{name}." if name else ""
@@ -72,7 +73,8 @@ def excluded_layers(model: nn.Module) -> dict[str, str]:
 def frozen_statistics(model: nn.Module) -> Iterator[nn.Module]:
     """Train-mode forward (the decoder returns its auxiliary heads too) with BatchNorm and
     dropout in eval mode, so that tracing and importance batches leave the BN statistics and
-    the outputs deterministic. Every module's mode is restored on exit."""
+    the outputs deterministic. Every module's mode is restored on exit.
+    """
     modes = [(m, m.training) for m in model.modules()]
     model.train()
     for m in model.modules():
@@ -92,10 +94,14 @@ def _trace_forward(model: nn.Module, inputs: Sequence[torch.Tensor]) -> object:
         return model(*inputs)
 
 
-def accumulate_gradients(model: nn.Module, batches: Iterable[Batch],
-                         loss_fn: Callable[[object, torch.Tensor], torch.Tensor]) -> int:
+def accumulate_gradients(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
+) -> int:
     """Fill `.grad` with the summed gradients of the training loss over `batches` (what the
-    Taylor importance reads). Returns the number of batches."""
+    Taylor importance reads). Returns the number of batches.
+    """
     model.zero_grad(set_to_none=True)
     count = 0
     with frozen_statistics(model):
@@ -118,7 +124,8 @@ def taylor_per_parameter() -> object:
     from a 12-channel bottleneck as from a 320-channel residual stream, though a channel of the
     first saves a few hundred weights and one of the second thousands. Dividing by that cost
     ranks channels by lost loss per saved parameter (the resource-aware form of the criterion,
-    Molchanov et al. 2017)."""
+    Molchanov et al. 2017).
+    """
     import torch_pruning as tp
 
     class TaylorPerParameter(tp.importance.GroupTaylorImportance):
@@ -133,7 +140,11 @@ def taylor_per_parameter() -> object:
                     # Output channel k of a Conv2d is weight[k]; of a ConvTranspose2d weight[:, k].
                     out = getattr(dep.handler, "__name__", "") == "prune_out_channels"
                     transposed = isinstance(module, nn.ConvTranspose2d)
-                    cost += module.weight[:, 0].numel() if out == transposed else module.weight[0].numel()
+                    cost += (
+                        module.weight[:, 0].numel()
+                        if out == transposed
+                        else module.weight[0].numel()
+                    )
                     if out and module.bias is not None:
                         cost += 1
                 elif isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -152,18 +163,30 @@ class ChannelPruner:
     Call `accumulate_gradients` before each step.
 
     The pruner also tracks, per conv, which of the *original* input channels are gone, so that
-    `masked_reference` can rebuild the equivalent unpruned network."""
+    `masked_reference` can rebuild the equivalent unpruned network.
+    """
 
-    def __init__(self, model: nn.Module, example_inputs: Sequence[torch.Tensor], steps: int,
-                 ratio_per_step: float, *, max_ratio: float = 0.8, global_pruning: bool = True,
-                 round_to: int | None = None, per_parameter: bool = True) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        example_inputs: Sequence[torch.Tensor],
+        steps: int,
+        ratio_per_step: float,
+        *,
+        max_ratio: float = 0.8,
+        global_pruning: bool = True,
+        round_to: int | None = None,
+        per_parameter: bool = True,
+    ) -> None:
         import torch_pruning as tp
 
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         total = steps * ratio_per_step
         if not 0 < ratio_per_step or total >= 1:
-            raise ValueError(f"steps x ratio_per_step must lie in (0, 1), got {steps} x {ratio_per_step}")
+            raise ValueError(
+                f"steps x ratio_per_step must lie in (0, 1), got {steps} x {ratio_per_step}"
+            )
         if not 0 < max_ratio < 1:
             raise ValueError(f"max_ratio must lie in (0, 1), got {max_ratio}")
         self.model = model
@@ -173,13 +196,21 @@ class ChannelPruner:
         if missing:
             raise ValueError(f"excluded layers not found in the model: {missing}")
         was_training = model.training
-        importance = (taylor_per_parameter() if per_parameter
-                      else tp.importance.GroupTaylorImportance())
+        importance = (
+            taylor_per_parameter() if per_parameter else tp.importance.GroupTaylorImportance()
+        )
         self._pruner = tp.pruner.BasePruner(
-            model, tuple(example_inputs), importance=importance,
-            global_pruning=global_pruning, pruning_ratio=total, iterative_steps=steps,
-            max_pruning_ratio=max_ratio, round_to=round_to,
-            ignored_layers=[names[n] for n in self.excluded], forward_fn=_trace_forward)
+            model,
+            tuple(example_inputs),
+            importance=importance,
+            global_pruning=global_pruning,
+            pruning_ratio=total,
+            iterative_steps=steps,
+            max_pruning_ratio=max_ratio,
+            round_to=round_to,
+            ignored_layers=[names[n] for n in self.excluded],
+            forward_fn=_trace_forward,
+        )
         model.train(was_training)  # Torch-Pruning leaves the model in eval mode
         self._graph = self._pruner.DG
         self._names = {module: name for name, module in names.items()}
@@ -191,7 +222,8 @@ class ChannelPruner:
 
     def step(self) -> int:
         """Prune one step with the gradients now in `.grad`; returns the channels removed
-        (summed over the groups' roots)."""
+        (summed over the groups' roots).
+        """
         if self.done >= self.steps:
             raise RuntimeError(f"all {self.steps} pruning steps are done")
         if not any(p.grad is not None for p in self.model.parameters()):
@@ -214,16 +246,21 @@ class ChannelPruner:
 
     def removed_inputs(self) -> dict[str, list[int]]:
         """Conv name -> original indices of the input channels it has lost so far."""
-        return {name: sorted(set(range(self._original_inputs[name])) - set(alive))
-                for name, alive in self._alive_inputs.items()
-                if len(alive) < self._original_inputs[name]}
+        return {
+            name: sorted(set(range(self._original_inputs[name])) - set(alive))
+            for name, alive in self._alive_inputs.items()
+            if len(alive) < self._original_inputs[name]
+        }
 
 
-def masked_reference(original: nn.Module, removed_inputs: Mapping[str, Sequence[int]]) -> nn.Module:
+def masked_reference(
+    original: nn.Module, removed_inputs: Mapping[str, Sequence[int]]
+) -> nn.Module:
     """A copy of the unpruned `original` in which every conv ignores the input channels that
     pruning removed (their weights zeroed). If the pruner coupled every layer correctly, this
     network computes what the pruned one computes: each removed channel only ever reaches the
-    output through the input weights of convs."""
+    output through the input weights of convs.
+    """
     reference = copy.deepcopy(original)
     modules = dict(reference.named_modules())
     with torch.no_grad():

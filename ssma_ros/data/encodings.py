@@ -83,7 +83,9 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
         if depth.dtype != np.uint16:
             raise ValueError(f"16UC1 depth must be uint16 millimetres, got {depth.dtype}")
         # np.where rather than a boolean-mask write: several times faster on a full frame.
-        metres = np.where(depth == 0, np.float32(np.nan), depth.astype(np.float32) * np.float32(0.001))
+        metres = np.where(
+            depth == 0, np.float32(np.nan), depth.astype(np.float32) * np.float32(0.001)
+        )
     elif encoding == "32FC1":
         if depth.dtype != np.float32:
             raise ValueError(f"32FC1 depth must be float32 metres, got {depth.dtype}")
@@ -96,7 +98,8 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
 
 def has_valid_depth(depth: np.ndarray, encoding: str) -> bool:
     """Whether any pixel of a sensor depth image is valid in the sense of :func:`depth_to_metres`,
-    without converting the image."""
+    without converting the image.
+    """
     if encoding == "16UC1":
         return bool(depth.any())
     with np.errstate(invalid="ignore"):

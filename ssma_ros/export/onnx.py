@@ -32,9 +32,16 @@ SUPPORTED_OPSETS = (18, 19, 20)
 OUTPUT_NAME = "logits"
 
 
-def export_onnx(model: nn.Module, path: str | Path, height: int, width: int, opset: int = 18,
-                fp16: bool = False, dynamic_hw: bool = False,
-                input_names: Sequence[str] | None = None) -> Path:
+def export_onnx(
+    model: nn.Module,
+    path: str | Path,
+    height: int,
+    width: int,
+    opset: int = 18,
+    fp16: bool = False,
+    dynamic_hw: bool = False,
+    input_names: Sequence[str] | None = None,
+) -> Path:
     """Export `model` (built by `build_model`) for batch 1 at height x width to one .onnx file.
 
     Inputs are named after `model.input_names` ("rgb", or "rgb" and "aux"; a unimodal model's
@@ -44,8 +51,9 @@ def export_onnx(model: nn.Module, path: str | Path, height: int, width: int, ops
     The model is not modified (its train/eval mode is restored; fp16 works on a copy).
     """
     if opset not in SUPPORTED_OPSETS:
-        raise ValueError(f"opset {opset} not supported; use one of {SUPPORTED_OPSETS} "
-                         "(see the module doc)")
+        raise ValueError(
+            f"opset {opset} not supported; use one of {SUPPORTED_OPSETS} (see the module doc)"
+        )
     names = list(input_names) if input_names is not None else list(model.input_names)
     if len(names) != len(model.input_names):
         raise ValueError(f"model takes {len(model.input_names)} inputs, got names {names}")
@@ -72,24 +80,30 @@ def export_onnx(model: nn.Module, path: str | Path, height: int, width: int, ops
     oldest = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
     proto.ir_version = min(proto.ir_version, oldest)
     props = {p.key: p.value for p in proto.metadata_props}  # keep what the exporter wrote
-    props.update({
-        "ssma_ros.arch": str(model.arch),
-        "ssma_ros.num_classes": str(model.num_classes),
-        "ssma_ros.precision": "fp16" if fp16 else "fp32",
-    })
+    props.update(
+        {
+            "ssma_ros.arch": str(model.arch),
+            "ssma_ros.num_classes": str(model.num_classes),
+            "ssma_ros.precision": "fp16" if fp16 else "fp32",
+        }
+    )
     onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save_model(proto, str(path))
     return path
 
 
-def onnx_matches_torch(model: nn.Module, onnx_path: str | Path,
-                       inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
-                       atol: float | None = 1e-4) -> float:
+def onnx_matches_torch(
+    model: nn.Module,
+    onnx_path: str | Path,
+    inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
+    atol: float | None = 1e-4,
+) -> float:
     """Run the ONNX file in a real onnxruntime session and the model in eval mode (float32) on
     the same inputs (a sequence in forward order, or a mapping keyed by the file's input names);
     return the max absolute difference of the logits. Raises AssertionError when it exceeds
-    `atol` (pass None to only measure). Inputs are cast to the file's input dtypes."""
+    `atol` (pass None to only measure). Inputs are cast to the file's input dtypes.
+    """
     import onnxruntime as ort  # the runtime, not needed for export itself
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -120,8 +134,13 @@ def onnx_matches_torch(model: nn.Module, onnx_path: str | Path,
     return diff
 
 
-def _quiet_export(net: nn.Module, args: tuple[torch.Tensor, ...], names: list[str], opset: int,
-                  dynamic_shapes: tuple | None) -> torch.onnx.ONNXProgram:
+def _quiet_export(
+    net: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    names: list[str],
+    opset: int,
+    dynamic_shapes: tuple | None,
+) -> torch.onnx.ONNXProgram:
     # The exporter logs and warns about things that are noise here (torchvision ops not
     # installed, torch-internal deprecations, names of derived dynamic dims).
     logger = logging.getLogger("torch.onnx")
@@ -132,9 +151,16 @@ def _quiet_export(net: nn.Module, args: tuple[torch.Tensor, ...], names: list[st
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", message=".*axis name", category=UserWarning)
             return torch.onnx.export(
-                net, args, dynamo=True, opset_version=opset, input_names=names,
-                output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, external_data=False,
-                optimize=True, verbose=False,
+                net,
+                args,
+                dynamo=True,
+                opset_version=opset,
+                input_names=names,
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=dynamic_shapes,
+                external_data=False,
+                optimize=True,
+                verbose=False,
             )
     finally:
         logger.setLevel(level)

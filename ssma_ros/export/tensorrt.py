@@ -27,16 +27,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ssma_ros.bundle import ENGINES_DIR, ONNX_FILE, ONNX_FP16_FILE, Bundle, BundleError, load_bundle
+from ssma_ros.bundle import (
+    ENGINES_DIR,
+    ONNX_FILE,
+    ONNX_FP16_FILE,
+    Bundle,
+    BundleError,
+    load_bundle,
+)
 
 if TYPE_CHECKING:  # the runtime imports this module; only the type comes back the other way
     from ssma_ros.runtime.base import Log
 
 TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 DEFAULT_WORKSPACE_MIB = 1024
-TRT_MISSING = ("TensorRT not importable: on Jetson use the system Python with JetPack's python3-libnvinfer "
-               "(venv --system-site-packages); on x86 pip install 'tensorrt-cu12>=10.3,<11'; "
-               "or use backend onnxruntime")
+TRT_MISSING = (
+    "TensorRT not importable: on Jetson use the system Python with JetPack's python3-libnvinfer "
+    "(venv --system-site-packages); on x86 pip install 'tensorrt-cu12>=10.3,<11'; "
+    "or use backend onnxruntime"
+)
 
 
 class TensorRTUnavailable(RuntimeError):
@@ -73,13 +82,19 @@ def gpu_info(index: int = 0) -> GpuInfo:
     try:
         import torch
     except ImportError as exc:
-        raise TensorRTUnavailable("the TensorRT path uses torch for CUDA buffers and the GPU name; torch is "
-                                  f"not importable ({exc}): install torch (on Jetson NVIDIA's wheel)") from exc
+        raise TensorRTUnavailable(
+            "the TensorRT path uses torch for CUDA buffers and the GPU name; torch is "
+            f"not importable ({exc}): install torch (on Jetson NVIDIA's wheel)"
+        ) from exc
     if not torch.cuda.is_available():
-        raise TensorRTUnavailable(f"no CUDA GPU visible to torch {torch.__version__} "
-                                  "(torch.cuda.is_available() is False)")
+        raise TensorRTUnavailable(
+            f"no CUDA GPU visible to torch {torch.__version__} "
+            "(torch.cuda.is_available() is False)"
+        )
     if not 0 <= index < torch.cuda.device_count():
-        raise TensorRTUnavailable(f"no CUDA device {index}: torch sees {torch.cuda.device_count()}")
+        raise TensorRTUnavailable(
+            f"no CUDA device {index}: torch sees {torch.cuda.device_count()}"
+        )
     props = torch.cuda.get_device_properties(index)
     return GpuInfo(index, props.name, (props.major, props.minor))
 
@@ -94,14 +109,21 @@ def _target_tag(trt_version: str, gpu_name: str, compute_capability: tuple[int, 
     return f"trt{_safe(trt_version)}_{_safe(gpu_name)}_sm{int(major)}{int(minor)}"
 
 
-def engine_cache_key(onnx_sha256: str, trt_version: str, gpu_name: str,
-                     compute_capability: tuple[int, int], precision: str) -> str:
+def engine_cache_key(
+    onnx_sha256: str,
+    trt_version: str,
+    gpu_name: str,
+    compute_capability: tuple[int, int],
+    precision: str,
+) -> str:
     """File-name-safe key of one engine, e.g. '3f2a9c0d1e4b5a6c_trt10.3.0.30_orin_sm87_fp16'."""
     if not re.fullmatch(r"[0-9a-f]{16,64}", onnx_sha256):
         raise ValueError(f"onnx_sha256 must be hex digits, got {onnx_sha256!r}")
     if precision not in ("fp16", "fp32"):
         raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
-    return f"{onnx_sha256[:16]}_{_target_tag(trt_version, gpu_name, compute_capability)}_{precision}"
+    return (
+        f"{onnx_sha256[:16]}_{_target_tag(trt_version, gpu_name, compute_capability)}_{precision}"
+    )
 
 
 def always_strongly_typed(trt: Any) -> bool:
@@ -128,28 +150,48 @@ class EngineSpec:
 
     @property
     def rebuild_command(self) -> str:
-        command = f"ssma-build-engine {shlex.quote(str(self.bundle_path))} --precision {self.precision}"
+        command = (
+            f"ssma-build-engine {shlex.quote(str(self.bundle_path))} --precision {self.precision}"
+        )
         if self.plan_path.parent != self.bundle_path / ENGINES_DIR:
             command += f" --cache-dir {shlex.quote(str(self.plan_path.parent))}"
         return command + " --force"
 
 
-def engine_spec(trt: Any, bundle: Bundle, precision: str, gpu: GpuInfo, *,
-                cache_dir: Path | None = None, timing_cache: Path | None = None) -> EngineSpec:
+def engine_spec(
+    trt: Any,
+    bundle: Bundle,
+    precision: str,
+    gpu: GpuInfo,
+    *,
+    cache_dir: Path | None = None,
+    timing_cache: Path | None = None,
+) -> EngineSpec:
     strongly_typed = always_strongly_typed(trt)
     onnx_name = ONNX_FILE
     if precision == "fp16" and strongly_typed:
         if bundle.onnx_fp16_path is None:
             raise EngineBuildError(
                 f"TensorRT {trt.__version__} builds FP16 only from an FP16 ONNX and bundle {bundle.path} has no "
-                f"{ONNX_FP16_FILE}: re-export it with ssma-export --fp16, or use --precision fp32")
+                f"{ONNX_FP16_FILE}: re-export it with ssma-export --fp16, or use --precision fp32"
+            )
         onnx_name = ONNX_FP16_FILE
     sha = bundle.files[onnx_name]
     folder = Path(cache_dir) if cache_dir is not None else bundle.engines_dir
     key = engine_cache_key(sha, trt.__version__, gpu.name, gpu.compute_capability, precision)
-    default_cache = folder / f"timing_{_target_tag(trt.__version__, gpu.name, gpu.compute_capability)}.cache"
-    return EngineSpec(bundle.path, bundle.path / onnx_name, sha, precision, strongly_typed, key,
-                      folder / f"{key}.plan", Path(timing_cache) if timing_cache else default_cache)
+    default_cache = (
+        folder / f"timing_{_target_tag(trt.__version__, gpu.name, gpu.compute_capability)}.cache"
+    )
+    return EngineSpec(
+        bundle.path,
+        bundle.path / onnx_name,
+        sha,
+        precision,
+        strongly_typed,
+        key,
+        folder / f"{key}.plan",
+        Path(timing_cache) if timing_cache else default_cache,
+    )
 
 
 def trtexec_command(spec: EngineSpec, workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> str:
@@ -159,7 +201,10 @@ def trtexec_command(spec: EngineSpec, workspace_mib: int = DEFAULT_WORKSPACE_MIB
         parts.append("--stronglyTyped")
     elif spec.precision == "fp16":
         parts.append("--fp16")
-    parts += [f"--memPoolSize=workspace:{workspace_mib}M", f"--timingCacheFile={spec.timing_cache}"]
+    parts += [
+        f"--memPoolSize=workspace:{workspace_mib}M",
+        f"--timingCacheFile={spec.timing_cache}",
+    ]
     return " ".join(shlex.quote(p) for p in parts)
 
 
@@ -167,9 +212,13 @@ def format_parser_errors(parser: Any, onnx_path: Path) -> str:
     lines = [f"TensorRT could not parse {onnx_path} ({parser.num_errors} error(s)):"]
     for i in range(parser.num_errors):
         error = parser.get_error(i)
-        lines.append(f"  node #{error.node()} {error.node_name()!r} ({error.node_operator()}): {error.desc()}")
-    lines.append("An operator TensorRT lacks must be rewritten in the PyTorch model; an input that must be "
-                 "constant can be fixed by constant folding (polygraphy surgeon sanitize --fold-constants).")
+        lines.append(
+            f"  node #{error.node()} {error.node_name()!r} ({error.node_operator()}): {error.desc()}"
+        )
+    lines.append(
+        "An operator TensorRT lacks must be rewritten in the PyTorch model; an input that must be "
+        "constant can be fixed by constant folding (polygraphy surgeon sanitize --fold-constants)."
+    )
     return "\n".join(lines)
 
 
@@ -181,15 +230,21 @@ def _atomic_write(path: Path, data: Any) -> None:
     os.replace(f.name, path)
 
 
-def build_engine(trt: Any, spec: EngineSpec, workspace_mib: int = DEFAULT_WORKSPACE_MIB,
-                 logger: Log | None = None) -> None:
+def build_engine(
+    trt: Any,
+    spec: EngineSpec,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    logger: Log | None = None,
+) -> None:
     """Parse the ONNX, build the engine and write the plan, its record and the timing cache."""
     log = logger or logging.getLogger("ssma_ros.export.tensorrt")
     try:
         spec.plan_path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise EngineBuildError(f"cannot write engines to {spec.plan_path.parent} ({exc}); pass a writable "
-                               "--cache-dir (the node's cache_dir parameter)") from exc
+        raise EngineBuildError(
+            f"cannot write engines to {spec.plan_path.parent} ({exc}); pass a writable "
+            "--cache-dir (the node's cache_dir parameter)"
+        ) from exc
     trt_log = trt_logger(trt)
     builder = trt.Builder(trt_log)
     flags = 0
@@ -206,22 +261,32 @@ def build_engine(trt: Any, spec: EngineSpec, workspace_mib: int = DEFAULT_WORKSP
         config.set_flag(trt.BuilderFlag.FP16)
     old_cache = spec.timing_cache.read_bytes() if spec.timing_cache.is_file() else b""
     if not config.set_timing_cache(config.create_timing_cache(old_cache), False):
-        log.warning(f"timing cache {spec.timing_cache} is from another GPU or TensorRT; starting a new one")
+        log.warning(
+            f"timing cache {spec.timing_cache} is from another GPU or TensorRT; starting a new one"
+        )
         config.set_timing_cache(config.create_timing_cache(b""), False)
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(
             f"TensorRT could not build an engine from {spec.onnx_path} ({spec.precision}, workspace "
-            f"{workspace_mib} MiB). This is most often GPU memory (\"Could not find any implementation\" "
-            "and \"out of memory\" in the log above): lower --workspace-mib, stop other GPU processes (on "
+            f'{workspace_mib} MiB). This is most often GPU memory ("Could not find any implementation" '
+            'and "out of memory" in the log above): lower --workspace-mib, stop other GPU processes (on '
             "Jetson the GPU shares memory with the CPU: stop the ROS graph), or build FP16. For a verbose "
-            f"log run:\n  {trtexec_command(spec, workspace_mib)} --verbose")
+            f"log run:\n  {trtexec_command(spec, workspace_mib)} --verbose"
+        )
     _atomic_write(spec.timing_cache, memoryview(config.get_timing_cache().serialize()))
     _atomic_write(spec.plan_path, memoryview(plan))
-    record = {"key": spec.key, "onnx": spec.onnx_path.name, "onnx_sha256": spec.onnx_sha256,
-              "tensorrt": trt.__version__, "precision": spec.precision, "strongly_typed": spec.strongly_typed,
-              "workspace_mib": workspace_mib, "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {
+        "key": spec.key,
+        "onnx": spec.onnx_path.name,
+        "onnx_sha256": spec.onnx_sha256,
+        "tensorrt": trt.__version__,
+        "precision": spec.precision,
+        "strongly_typed": spec.strongly_typed,
+        "workspace_mib": workspace_mib,
+        "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     _atomic_write(spec.record_path, (json.dumps(record, indent=2) + "\n").encode())
     log.info(f"TensorRT engine written: {spec.plan_path}")
 
@@ -243,8 +308,15 @@ def cached_engine_problem(spec: EngineSpec) -> str | None:
     return None
 
 
-def ensure_engine(trt: Any, spec: EngineSpec, *, workspace_mib: int = DEFAULT_WORKSPACE_MIB,
-                  force: bool = False, allow_build: bool = True, logger: Log | None = None) -> bool:
+def ensure_engine(
+    trt: Any,
+    spec: EngineSpec,
+    *,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    force: bool = False,
+    allow_build: bool = True,
+    logger: Log | None = None,
+) -> bool:
     """Make sure spec.plan_path holds the right engine; True when it was (re)built now."""
     log = logger or logging.getLogger("ssma_ros.export.tensorrt")
     problem = "rebuild forced" if force else cached_engine_problem(spec)
@@ -252,8 +324,10 @@ def ensure_engine(trt: Any, spec: EngineSpec, *, workspace_mib: int = DEFAULT_WO
         log.info(f"TensorRT engine cache hit: {spec.plan_path}")
         return False
     if not allow_build:
-        raise EngineBuildError(f"no usable TensorRT engine {spec.plan_path} ({problem}); build it with:\n  "
-                               f"{spec.rebuild_command}")
+        raise EngineBuildError(
+            f"no usable TensorRT engine {spec.plan_path} ({problem}); build it with:\n  "
+            f"{spec.rebuild_command}"
+        )
     log.info(f"building TensorRT engine {spec.plan_path.name} ({problem}); this can take minutes")
     build_engine(trt, spec, workspace_mib, log)
     return True
@@ -262,25 +336,47 @@ def ensure_engine(trt: Any, spec: EngineSpec, *, workspace_mib: int = DEFAULT_WO
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ssma-build-engine",
-        description="Build (or find in the cache) the TensorRT engine of a model bundle on this GPU.")
+        description="Build (or find in the cache) the TensorRT engine of a model bundle on this GPU.",
+    )
     parser.add_argument("bundle", type=Path, help="bundle folder (model.onnx + bundle.json)")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
-    parser.add_argument("--workspace-mib", type=int, default=DEFAULT_WORKSPACE_MIB,
-                        help="builder workspace limit; lower it when the build runs out of memory")
-    parser.add_argument("--timing-cache", type=Path, default=None,
-                        help="timing cache file (default: one per TensorRT version and GPU in the cache dir)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="engine folder (default: BUNDLE/engines)")
+    parser.add_argument(
+        "--workspace-mib",
+        type=int,
+        default=DEFAULT_WORKSPACE_MIB,
+        help="builder workspace limit; lower it when the build runs out of memory",
+    )
+    parser.add_argument(
+        "--timing-cache",
+        type=Path,
+        default=None,
+        help="timing cache file (default: one per TensorRT version and GPU in the cache dir)",
+    )
+    parser.add_argument(
+        "--cache-dir", type=Path, default=None, help="engine folder (default: BUNDLE/engines)"
+    )
     parser.add_argument("--device", type=int, default=0, help="CUDA device index")
-    parser.add_argument("--force", action="store_true", help="rebuild even when a cached engine matches")
-    parser.add_argument("--print-trtexec", action="store_true",
-                        help="print the equivalent trtexec command and exit without building")
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild even when a cached engine matches"
+    )
+    parser.add_argument(
+        "--print-trtexec",
+        action="store_true",
+        help="print the equivalent trtexec command and exit without building",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         bundle = load_bundle(args.bundle)
         trt = import_tensorrt()
-        spec = engine_spec(trt, bundle, args.precision, gpu_info(args.device),
-                           cache_dir=args.cache_dir, timing_cache=args.timing_cache)
+        spec = engine_spec(
+            trt,
+            bundle,
+            args.precision,
+            gpu_info(args.device),
+            cache_dir=args.cache_dir,
+            timing_cache=args.timing_cache,
+        )
         print(f"TensorRT {trt.__version__}, engine key {spec.key}")
         print(f"equivalent trtexec command:\n  {trtexec_command(spec, args.workspace_mib)}")
         if args.print_trtexec:

@@ -18,8 +18,9 @@ ExpertOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 class Expert(nn.Module):
     """Everything that is specific to one modality; SSMA fuses two of these."""
 
-    def __init__(self, encoder: Encoder, easpp: EASPP, skip_eighth: nn.Module,
-                 skip_quarter: nn.Module) -> None:
+    def __init__(
+        self, encoder: Encoder, easpp: EASPP, skip_eighth: nn.Module, skip_quarter: nn.Module
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.easpp = easpp
@@ -43,17 +44,27 @@ def build_expert(config: ModelConfig, in_channels: int) -> Expert:
 
 
 def build_decoder(config: ModelConfig, num_classes: int, attention: bool) -> Decoder:
-    return Decoder(config.aspp_out, config.decoder_width, config.skip_width, num_classes, attention)
+    return Decoder(
+        config.aspp_out, config.decoder_width, config.skip_width, num_classes, attention
+    )
 
 
 class AdapNetPP(nn.Module):
     """Unimodal AdapNet++. `forward(x)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4,
-    aux 1/8) in train mode, all at the input resolution."""
+    aux 1/8) in train mode, all at the input resolution.
+    """
 
     arch = "adapnet"
 
-    def __init__(self, expert: Expert, decoder: Decoder, config: ModelConfig, num_classes: int,
-                 modality: str, in_channels: int) -> None:
+    def __init__(
+        self,
+        expert: Expert,
+        decoder: Decoder,
+        config: ModelConfig,
+        num_classes: int,
+        modality: str,
+        in_channels: int,
+    ) -> None:
         super().__init__()
         self.expert = expert
         self.decoder = decoder

@@ -20,7 +20,8 @@ from .layers import conv
 
 class MultiscaleConv(nn.Module):
     """A 3x3 conv split along its output channels into half A (dilation r1) and half B
-    (dilation r2), applied to the same input and concatenated; same parameters as one 3x3 conv."""
+    (dilation r2), applied to the same input and concatenated; same parameters as one 3x3 conv.
+    """
 
     def __init__(self, in_ch: int, out_ch: int, r1: int, r2: int) -> None:
         super().__init__()
@@ -35,14 +36,24 @@ class MultiscaleConv(nn.Module):
 class PreActBottleneck(nn.Module):
     """[BN-ReLU] -> 1x1 -> BN-ReLU -> 3x3 (or multiscale) -> BN-ReLU -> 1x1 (no BN), + shortcut."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1,
-                 multiscale: tuple[int, int] | None = None, preact: bool = True,
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        stride: int = 1,
+        dilation: int = 1,
+        multiscale: tuple[int, int] | None = None,
+        preact: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         mid = out_ch // 4
         # The input is already BN-ReLU'd when it comes from the stem or a stage output.
-        self.preact: nn.Module = (nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=False))
-                                  if preact else nn.Identity())
+        self.preact: nn.Module = (
+            nn.Sequential(nn.BatchNorm2d(in_ch), nn.ReLU(inplace=False))
+            if preact
+            else nn.Identity()
+        )
         self.conv1 = conv(in_ch, mid, 1)
         self.bn1 = nn.BatchNorm2d(mid)
         if multiscale is None:
@@ -103,14 +114,17 @@ def build_encoder(config: ModelConfig, in_channels: int) -> Encoder:
         units = []
         for u in range(n_units):
             is_last = s == last_stage and u == n_units - 1
-            units.append(PreActBottleneck(
-                in_ch, width,
-                stride=config.strides[s] if u == 0 else 1,
-                dilation=config.dilations[s],
-                multiscale=config.unit_dilations(s, u),
-                preact=u > 0,
-                dropout=config.dropout if is_last else 0.0,
-            ))
+            units.append(
+                PreActBottleneck(
+                    in_ch,
+                    width,
+                    stride=config.strides[s] if u == 0 else 1,
+                    dilation=config.dilations[s],
+                    multiscale=config.unit_dilations(s, u),
+                    preact=u > 0,
+                    dropout=config.dropout if is_last else 0.0,
+                )
+            )
             in_ch = width
         stages.append(Stage(units, width))
     return Encoder(stem, stages)

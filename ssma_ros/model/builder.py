@@ -21,13 +21,22 @@ def build_adapnet(config: ModelConfig, num_classes: int, modality: str = "rgb") 
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     channels = config.rgb_channels if modality == "rgb" else config.aux_channels
-    return AdapNetPP(build_expert(config, channels),
-                     build_decoder(config, num_classes, attention=False),
-                     config, num_classes, modality, channels)
+    return AdapNetPP(
+        build_expert(config, channels),
+        build_decoder(config, num_classes, attention=False),
+        config,
+        num_classes,
+        modality,
+        channels,
+    )
 
 
-def build_model(arch: str, config: str | ModelConfig | dict[str, Any], num_classes: int,
-                modality: str | None = None) -> nn.Module:
+def build_model(
+    arch: str,
+    config: str | ModelConfig | dict[str, Any],
+    num_classes: int,
+    modality: str | None = None,
+) -> nn.Module:
     """Build an initialised (He init) network.
 
     arch: "adapnet" (forward(x); `modality` names its input, default "rgb"), "ssma", "early" or
@@ -44,11 +53,19 @@ def build_model(arch: str, config: str | ModelConfig | dict[str, Any], num_class
     elif arch == "ssma":
         model = build_ssma(cfg, num_classes)
     elif arch == "early":
-        model = EarlyFusion(build_expert(cfg, cfg.rgb_channels + cfg.aux_channels),
-                            build_decoder(cfg, num_classes, attention=False), cfg, num_classes)
+        model = EarlyFusion(
+            build_expert(cfg, cfg.rgb_channels + cfg.aux_channels),
+            build_decoder(cfg, num_classes, attention=False),
+            cfg,
+            num_classes,
+        )
     elif arch == "late":
-        model = LateFusion(build_adapnet(cfg, num_classes, "rgb"),
-                           build_adapnet(cfg, num_classes, "aux"), cfg, num_classes)
+        model = LateFusion(
+            build_adapnet(cfg, num_classes, "rgb"),
+            build_adapnet(cfg, num_classes, "aux"),
+            cfg,
+            num_classes,
+        )
     else:
         raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
     he_init_(model)

@@ -38,7 +38,8 @@ _PLAIN = (bool, int, float, str, type(None))
 def save_checkpoint(path: str | Path, model: nn.Module, pruned: bool = False, **meta: Any) -> Path:
     """Write `model` (built by `build_model`, possibly pruned with Torch-Pruning when
     `pruned=True`) and free `meta` to `path`. Meta values must be weights_only-loadable:
-    tensors, numbers, strings, None, and lists/tuples/dicts of those."""
+    tensors, numbers, strings, None, and lists/tuples/dicts of those.
+    """
     clash = sorted(set(meta) & set(RESERVED))
     if clash:
         raise ValueError(f"meta keys {clash} are reserved by the checkpoint format")
@@ -62,16 +63,19 @@ def save_checkpoint(path: str | Path, model: nn.Module, pruned: bool = False, **
     return path
 
 
-def load_checkpoint(path: str | Path,
-                    map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint (in eval mode) and return it with the free meta.
-    arch, config and num_classes are available on the model itself."""
+    arch, config and num_classes are available on the model itself.
+    """
     record = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise ValueError(f"{path} is not an {FORMAT} checkpoint (format: {found!r})")
-    model = build_model(record["arch"], record["config"], record["num_classes"],
-                        modality=record.get("modality"))
+    model = build_model(
+        record["arch"], record["config"], record["num_classes"], modality=record.get("modality")
+    )
     if record["pruned"]:
         _load_pruned_state(model, record["model"])
     else:

@@ -28,8 +28,13 @@ class ModelConfig:
     # (stage, unit, r1, r2): 3x3 conv split into halves A (dilation r1) and B (dilation r2).
     multiscale: tuple[tuple[int, int, int, int], ...] = (
         (1, 3, 1, 2),  # res3d
-        (2, 2, 1, 2), (2, 3, 1, 4), (2, 4, 1, 8), (2, 5, 1, 16),  # res4c-res4f
-        (3, 0, 2, 4), (3, 1, 2, 8), (3, 2, 2, 16),  # res5a-res5c
+        (2, 2, 1, 2),
+        (2, 3, 1, 4),
+        (2, 4, 1, 8),
+        (2, 5, 1, 16),  # res4c-res4f
+        (3, 0, 2, 4),
+        (3, 1, 2, 8),
+        (3, 2, 2, 16),  # res5a-res5c
     )
     aspp_width: int = 64  # inner width of the three atrous branches
     aspp_out: int = 256
@@ -56,8 +61,10 @@ class ModelConfig:
                 f"the decoder needs exactly {OUTPUT_STRIDE}"
             )
         if any(w % 8 for w in self.widths):
-            raise ValueError(f"stage widths {self.widths} must be multiples of 8 "
-                             "(bottleneck = width / 4, split in two halves)")
+            raise ValueError(
+                f"stage widths {self.widths} must be multiples of 8 "
+                "(bottleneck = width / 4, split in two halves)"
+            )
         if len(self.aspp_rates) != 3:
             raise ValueError(f"eASPP needs 3 atrous rates, got {self.aspp_rates}")
         seen = set()

@@ -14,7 +14,8 @@ TrainOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 class SkipAttention(nn.Module):
     """SSMA decoder attention: ReLU(BN(1x1(GAP(decoder features)))) scales the fused skip's
-    channels. The released code uses ReLU, not a sigmoid, so the scale is unbounded above."""
+    channels. The released code uses ReLU, not a sigmoid, so the scale is unbounded above.
+    """
 
     def __init__(self, decoder_ch: int, skip_ch: int) -> None:
         super().__init__()
@@ -27,14 +28,17 @@ class SkipAttention(nn.Module):
 
 class Decoder(nn.Module):
     """1/16 -> deconv x2 (+ skip b2) -> two 3x3 -> deconv x2 (+ skip b1) -> two 3x3 -> 1x1 -> C
-    -> deconv x4. Skips arrive already projected to `skip_ch` channels (by the expert or fusion)."""
+    -> deconv x4. Skips arrive already projected to `skip_ch` channels (by the expert or fusion).
+    """
 
-    def __init__(self, in_ch: int, width: int, skip_ch: int, num_classes: int,
-                 attention: bool = False) -> None:
+    def __init__(
+        self, in_ch: int, width: int, skip_ch: int, num_classes: int, attention: bool = False
+    ) -> None:
         super().__init__()
         self.up_eighth = deconv_bn(in_ch, width, 2)
-        self.refine_eighth = nn.Sequential(conv_bn(width + skip_ch, width, 3),
-                                           conv_bn(width, width, 3))
+        self.refine_eighth = nn.Sequential(
+            conv_bn(width + skip_ch, width, 3), conv_bn(width, width, 3)
+        )
         self.up_quarter = deconv_bn(width, width, 2)
         self.refine_quarter = nn.Sequential(
             conv_bn(width + skip_ch, width, 3),
@@ -48,8 +52,9 @@ class Decoder(nn.Module):
         self.aux_quarter = conv_bn(width, num_classes, 1, relu=False)
         self.aux_eighth = conv_bn(width, num_classes, 1, relu=False)
 
-    def forward(self, x: torch.Tensor, skip_eighth: torch.Tensor,
-                skip_quarter: torch.Tensor) -> torch.Tensor | TrainOutput:
+    def forward(
+        self, x: torch.Tensor, skip_eighth: torch.Tensor, skip_quarter: torch.Tensor
+    ) -> torch.Tensor | TrainOutput:
         up8 = self.up_eighth(x)
         if self.attention_eighth is not None:
             skip_eighth = self.attention_eighth(up8, skip_eighth)
@@ -62,6 +67,8 @@ class Decoder(nn.Module):
         if not self.training:
             return logits
         size = logits.shape[-2:]
-        aux4 = F.interpolate(self.aux_quarter(up4), size=size, mode="bilinear", align_corners=False)
+        aux4 = F.interpolate(
+            self.aux_quarter(up4), size=size, mode="bilinear", align_corners=False
+        )
         aux8 = F.interpolate(self.aux_eighth(up8), size=size, mode="bilinear", align_corners=False)
         return logits, aux4, aux8

@@ -1,5 +1,6 @@
 """Fusion baselines the paper compares SSMA against: early (channel stacking) and late
-(averaged logits of two unimodal streams). Both take `forward(rgb, aux)` like SSMA."""
+(averaged logits of two unimodal streams). Both take `forward(rgb, aux)` like SSMA.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ class EarlyFusion(nn.Module):
 
     arch = "early"
 
-    def __init__(self, expert: Expert, decoder: Decoder, config: ModelConfig,
-                 num_classes: int) -> None:
+    def __init__(
+        self, expert: Expert, decoder: Decoder, config: ModelConfig, num_classes: int
+    ) -> None:
         super().__init__()
         self.expert = expert
         self.decoder = decoder
@@ -33,12 +35,14 @@ class EarlyFusion(nn.Module):
 
 class LateFusion(nn.Module):
     """Two AdapNet++ streams; the fused output is the mean of their logits (and, in training,
-    of their auxiliary heads, so the same loss applies)."""
+    of their auxiliary heads, so the same loss applies).
+    """
 
     arch = "late"
 
-    def __init__(self, rgb_net: AdapNetPP, aux_net: AdapNetPP, config: ModelConfig,
-                 num_classes: int) -> None:
+    def __init__(
+        self, rgb_net: AdapNetPP, aux_net: AdapNetPP, config: ModelConfig, num_classes: int
+    ) -> None:
         super().__init__()
         self.rgb_net = rgb_net
         self.aux_net = aux_net

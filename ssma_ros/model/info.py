@@ -27,8 +27,9 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def example_inputs(model: nn.Module, height: int, width: int,
-                   batch: int = 1) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    model: nn.Module, height: int, width: int, batch: int = 1
+) -> tuple[torch.Tensor, ...]:
     """Zero inputs of the right channel counts for `model`'s forward."""
     if len(model.input_names) == 1:
         channels = [model.in_channels]
@@ -63,8 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--arch", choices=ARCHS, default="ssma")
     parser.add_argument("--config", choices=sorted(CONFIGS), default="lite")
     parser.add_argument("--classes", type=int, default=12, help="number of classes incl. void")
-    parser.add_argument("--size", type=parse_size, default=(384, 768),
-                        help="input HxW (multiples of 16)")
+    parser.add_argument(
+        "--size", type=parse_size, default=(384, 768), help="input HxW (multiples of 16)"
+    )
     args = parser.parse_args(argv)
 
     height, width = args.size
@@ -74,7 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         flops = count_flops(model, height, width)
     except ValueError as err:  # e.g. a size that is not a multiple of 16
         parser.error(str(err))
-    print(f"arch {args.arch}  config {args.config}  classes {args.classes}  input {height}x{width}")
+    print(
+        f"arch {args.arch}  config {args.config}  classes {args.classes}  input {height}x{width}"
+    )
     print(f"parameters: {total:,} total ({total / 1e6:.2f} M), {trainable:,} trainable")
     print(f"FLOPs: {flops / 1e9:.2f} G (= 2 x MACs of convs/matmuls; BN, ReLU, adds not counted)")
     return 0

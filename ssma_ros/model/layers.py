@@ -10,17 +10,33 @@ from torch import nn
 from .config import OUTPUT_STRIDE
 
 
-def conv(in_ch: int, out_ch: int, kernel: int = 1, stride: int = 1, dilation: int = 1,
-         bias: bool = False) -> nn.Conv2d:
+def conv(
+    in_ch: int,
+    out_ch: int,
+    kernel: int = 1,
+    stride: int = 1,
+    dilation: int = 1,
+    bias: bool = False,
+) -> nn.Conv2d:
     """'Same' padded convolution (for stride 1; stride 2 halves even sizes exactly)."""
-    return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=dilation * (kernel - 1) // 2,
-                     dilation=dilation, bias=bias)
+    return nn.Conv2d(
+        in_ch,
+        out_ch,
+        kernel,
+        stride=stride,
+        padding=dilation * (kernel - 1) // 2,
+        dilation=dilation,
+        bias=bias,
+    )
 
 
-def conv_bn(in_ch: int, out_ch: int, kernel: int = 1, dilation: int = 1,
-            relu: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [conv(in_ch, out_ch, kernel, dilation=dilation),
-                               nn.BatchNorm2d(out_ch)]
+def conv_bn(
+    in_ch: int, out_ch: int, kernel: int = 1, dilation: int = 1, relu: bool = True
+) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        conv(in_ch, out_ch, kernel, dilation=dilation),
+        nn.BatchNorm2d(out_ch),
+    ]
     if relu:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -29,15 +45,17 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int = 1, dilation: int = 1,
 def deconv_bn(in_ch: int, out_ch: int, factor: int) -> nn.Sequential:
     """Transposed conv that up-samples exactly by `factor` (kernel 2*factor), then BN."""
     return nn.Sequential(
-        nn.ConvTranspose2d(in_ch, out_ch, 2 * factor, stride=factor, padding=factor // 2,
-                           bias=False),
+        nn.ConvTranspose2d(
+            in_ch, out_ch, 2 * factor, stride=factor, padding=factor // 2, bias=False
+        ),
         nn.BatchNorm2d(out_ch),
     )
 
 
 def he_init_(module: nn.Module) -> None:
     """He (fan-in) truncated-normal init as in the released code, std = sqrt(2 / (k*k*C_in)),
-    for convs and transposed convs alike (no bilinear init); BN to identity; biases to zero."""
+    for convs and transposed convs alike (no bilinear init); BN to identity; biases to zero.
+    """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             k = m.kernel_size[0] * m.kernel_size[1]
@@ -53,7 +71,8 @@ def he_init_(module: nn.Module) -> None:
 @torch.no_grad()
 def _trunc_normal_(t: torch.Tensor, std: float) -> None:
     """Normal(0, std) truncated at +-2 std by inverse-CDF sampling: one pass, unlike
-    nn.init.trunc_normal_'s rejection loop, which takes seconds on the full network."""
+    nn.init.trunc_normal_'s rejection loop, which takes seconds on the full network.
+    """
     edge = math.erf(2 / math.sqrt(2))  # erf-space image of +-2 std
     t.uniform_(-edge, edge).erfinv_().mul_(std * math.sqrt(2)).clamp_(-2 * std, 2 * std)
 

@@ -23,27 +23,32 @@ class SegLoss(nn.Module):
     target is (N, H, W) int64 class ids.
     """
 
-    def __init__(self, void_index: int | None = 0,
-                 aux_weights: Sequence[float] = (0.6, 0.5)) -> None:
+    def __init__(
+        self, void_index: int | None = 0, aux_weights: Sequence[float] = (0.6, 0.5)
+    ) -> None:
         super().__init__()
         if len(aux_weights) != 2:
             raise ValueError(f"aux_weights needs 2 values (1/4, 1/8), got {tuple(aux_weights)}")
         self.void_index = void_index
         self.aux_weights = tuple(float(w) for w in aux_weights)
 
-    def forward(self, outputs: torch.Tensor | Sequence[torch.Tensor],
-                target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, outputs: torch.Tensor | Sequence[torch.Tensor], target: torch.Tensor
+    ) -> torch.Tensor:
         if isinstance(outputs, torch.Tensor):
             return self.cross_entropy(outputs, target)
         logits, aux_quarter, aux_eighth = outputs
-        return (self.cross_entropy(logits, target)
-                + self.aux_weights[0] * self.cross_entropy(aux_quarter, target)
-                + self.aux_weights[1] * self.cross_entropy(aux_eighth, target))
+        return (
+            self.cross_entropy(logits, target)
+            + self.aux_weights[0] * self.cross_entropy(aux_quarter, target)
+            + self.aux_weights[1] * self.cross_entropy(aux_eighth, target)
+        )
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.shape[-2:] != target.shape[-2:]:
-            raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} "
-                             "differ in size")
+            raise ValueError(
+                f"logits {tuple(logits.shape)} and target {tuple(target.shape)} differ in size"
+            )
         ignore = -100 if self.void_index is None else self.void_index
         per_pixel = F.cross_entropy(logits, target, ignore_index=ignore, reduction="none")
         valid = (target != ignore).sum()

@@ -56,13 +56,22 @@ def ssma_block_skip(channels: int, eta: int) -> SSMABlock:
 
 class SSMA(nn.Module):
     """`forward(rgb, aux)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4, aux 1/8) in
-    train mode, all at the input resolution."""
+    train mode, all at the input resolution.
+    """
 
     arch = "ssma"
 
-    def __init__(self, rgb_expert: Expert, aux_expert: Expert, fuse_aspp: SSMABlock,
-                 fuse_eighth: SSMABlock, fuse_quarter: SSMABlock, decoder: Decoder,
-                 config: ModelConfig, num_classes: int) -> None:
+    def __init__(
+        self,
+        rgb_expert: Expert,
+        aux_expert: Expert,
+        fuse_aspp: SSMABlock,
+        fuse_eighth: SSMABlock,
+        fuse_quarter: SSMABlock,
+        decoder: Decoder,
+        config: ModelConfig,
+        num_classes: int,
+    ) -> None:
         super().__init__()
         self.rgb_expert = rgb_expert
         self.aux_expert = aux_expert
@@ -106,13 +115,16 @@ def build_ssma(config: ModelConfig, num_classes: int) -> SSMA:
 @contextmanager
 def capture_gates(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
     """Collect the gate `s` of every SSMA block during forwards inside the `with` body,
-    keyed by the block's module name (e.g. "fuse_aspp"); hooks are removed on exit."""
+    keyed by the block's module name (e.g. "fuse_aspp"); hooks are removed on exit.
+    """
     gates: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in model.named_modules():
         if isinstance(module, SSMABlock):
+
             def hook(_m: nn.Module, _inp: tuple, out: torch.Tensor, name: str = name) -> None:
                 gates[name] = out.detach()
+
             handles.append(module.gate.register_forward_hook(hook))
     try:
         yield gates

@@ -25,8 +25,9 @@ from ssma_ros.data.encodings import CameraIntrinsics
 _NATIVE_BIG = sys.byteorder == "big"
 
 
-def intrinsics_from_camera_info(msg: CameraInfo, width: int | None = None,
-                                height: int | None = None, matrix: str = "K") -> CameraIntrinsics:
+def intrinsics_from_camera_info(
+    msg: CameraInfo, width: int | None = None, height: int | None = None, matrix: str = "K"
+) -> CameraIntrinsics:
     """fx, fy, cx, cy from CameraInfo's K (default) or P (rectified; what depth_image_proc uses),
     scaled to an image of `width` x `height` when given and different from the camera_info's.
 
@@ -44,13 +45,16 @@ def intrinsics_from_camera_info(msg: CameraInfo, width: int | None = None,
     if width is None or height is None or (width, height) == (msg.width, msg.height):
         return intrinsics
     if msg.width == 0 or msg.height == 0:
-        raise ValueError(f"camera_info has zero size {msg.width}x{msg.height}: cannot scale it to "
-                         f"{width}x{height}")
+        raise ValueError(
+            f"camera_info has zero size {msg.width}x{msg.height}: cannot scale it to "
+            f"{width}x{height}"
+        )
     sx, sy = width / msg.width, height / msg.height
     if abs(sx - sy) > 0.01 * max(sx, sy):
         raise ValueError(
             f"camera_info is {msg.width}x{msg.height} but the image is {width}x{height}: "
-            "different aspect ratio (cropped?), cannot scale the intrinsics")
+            "different aspect ratio (cropped?), cannot scale the intrinsics"
+        )
     return intrinsics.scaled(sx, sy)
 
 
@@ -73,16 +77,25 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
 
 
 _NP_TO_FIELD = {
-    np.dtype(np.int8): PointField.INT8, np.dtype(np.uint8): PointField.UINT8,
-    np.dtype(np.int16): PointField.INT16, np.dtype(np.uint16): PointField.UINT16,
-    np.dtype(np.int32): PointField.INT32, np.dtype(np.uint32): PointField.UINT32,
-    np.dtype(np.float32): PointField.FLOAT32, np.dtype(np.float64): PointField.FLOAT64,
+    np.dtype(np.int8): PointField.INT8,
+    np.dtype(np.uint8): PointField.UINT8,
+    np.dtype(np.int16): PointField.INT16,
+    np.dtype(np.uint16): PointField.UINT16,
+    np.dtype(np.int32): PointField.INT32,
+    np.dtype(np.uint32): PointField.UINT32,
+    np.dtype(np.float32): PointField.FLOAT32,
+    np.dtype(np.float64): PointField.FLOAT64,
 }
 _FIELD_TO_NP = {v: k for k, v in _NP_TO_FIELD.items()}
 
 
-def semantic_cloud(header: Header, depth_m: np.ndarray, intrinsics: CameraIntrinsics,
-                   mask: np.ndarray, rgb: np.ndarray | None = None) -> PointCloud2:
+def semantic_cloud(
+    header: Header,
+    depth_m: np.ndarray,
+    intrinsics: CameraIntrinsics,
+    mask: np.ndarray,
+    rgb: np.ndarray | None = None,
+) -> PointCloud2:
     """An organised PointCloud2, pixel-aligned with `mask`, from depth in metres.
 
     `depth_m` is float32 H x W metres (``ssma_ros.data.encodings.depth_to_metres`` makes it);
@@ -91,7 +104,9 @@ def semantic_cloud(header: Header, depth_m: np.ndarray, intrinsics: CameraIntrin
     given, adds the rgb field.
     """
     if depth_m.ndim != 2 or depth_m.dtype != np.float32:
-        raise ValueError(f"depth must be float32 H x W metres, got {depth_m.dtype} {depth_m.shape}")
+        raise ValueError(
+            f"depth must be float32 H x W metres, got {depth_m.dtype} {depth_m.shape}"
+        )
     height, width = depth_m.shape
     if mask.dtype.kind not in "ui":
         raise ValueError(f"mask must hold integer class ids, got {mask.dtype}")
@@ -115,9 +130,15 @@ def semantic_cloud(header: Header, depth_m: np.ndarray, intrinsics: CameraIntrin
         points["rgb"] = pack_rgb(rgb)
     points["label"] = mask
 
-    fields = [PointField(name=name, offset=int(points.dtype.fields[name][1]),
-                         datatype=_NP_TO_FIELD[points.dtype.fields[name][0]], count=1)
-              for name in points.dtype.names]
+    fields = [
+        PointField(
+            name=name,
+            offset=int(points.dtype.fields[name][1]),
+            datatype=_NP_TO_FIELD[points.dtype.fields[name][0]],
+            count=1,
+        )
+        for name in points.dtype.names
+    ]
     msg = PointCloud2()
     msg.header = header
     msg.height, msg.width = height, width
@@ -147,17 +168,32 @@ def cloud_to_numpy(msg: PointCloud2) -> np.ndarray:
         names.append(f.name)
         formats.append(base if f.count == 1 else (base, (f.count,)))
         offsets.append(f.offset)
-    wire = np.dtype({"names": names, "formats": formats, "offsets": offsets,
-                     "itemsize": msg.point_step})
+    wire = np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step}
+    )
     height, width = int(msg.height), int(msg.width)
     if msg.row_step < width * msg.point_step:
         raise ValueError(f"row_step {msg.row_step} < width {width} x point_step {msg.point_step}")
     if len(msg.data) != height * msg.row_step:
-        raise ValueError(f"data has {len(msg.data)} bytes, expected height {height} x row_step "
-                         f"{msg.row_step} = {height * msg.row_step}")
-    view = np.ndarray((height, width), dtype=wire, buffer=np.frombuffer(msg.data, np.uint8),
-                      strides=(msg.row_step, msg.point_step))
-    native = np.dtype({"names": names,
-                       "formats": [np.dtype(fm).newbyteorder("=") if not isinstance(fm, tuple)
-                                   else (fm[0].newbyteorder("="), fm[1]) for fm in formats]})
+        raise ValueError(
+            f"data has {len(msg.data)} bytes, expected height {height} x row_step "
+            f"{msg.row_step} = {height * msg.row_step}"
+        )
+    view = np.ndarray(
+        (height, width),
+        dtype=wire,
+        buffer=np.frombuffer(msg.data, np.uint8),
+        strides=(msg.row_step, msg.point_step),
+    )
+    native = np.dtype(
+        {
+            "names": names,
+            "formats": [
+                np.dtype(fm).newbyteorder("=")
+                if not isinstance(fm, tuple)
+                else (fm[0].newbyteorder("="), fm[1])
+                for fm in formats
+            ],
+        }
+    )
     return view.astype(native)

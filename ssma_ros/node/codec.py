@@ -38,8 +38,13 @@ _NAMED: dict[str, tuple[np.dtype, int]] = {
 # OpenCV-style typed encodings, e.g. 16UC1, 32FC1, 8UC3 (1 to 4 channels).
 _TYPED = re.compile(r"^(8U|8S|16U|16S|32S|32F|64F)C([1-4])$")
 _DEPTHS = {
-    "8U": np.uint8, "8S": np.int8, "16U": np.uint16, "16S": np.int16,
-    "32S": np.int32, "32F": np.float32, "64F": np.float64,
+    "8U": np.uint8,
+    "8S": np.int8,
+    "16U": np.uint16,
+    "16S": np.int16,
+    "32S": np.int32,
+    "32F": np.float32,
+    "64F": np.float64,
 }
 
 
@@ -84,17 +89,20 @@ def validate_image(msg: Image) -> PixelFormat:
     if step < row_bytes:
         raise ImageFormatError(
             f"step {step} < width {width} x {fmt.bytes_per_pixel} bytes per pixel = {row_bytes} "
-            f"({msg.encoding})")
+            f"({msg.encoding})"
+        )
     expected = step * height
     size = len(msg.data)
     if size < expected:
         raise ImageFormatError(
             f"truncated data: {size} bytes < step {step} x height {height} = {expected} "
-            f"({width}x{height} {msg.encoding})")
+            f"({width}x{height} {msg.encoding})"
+        )
     if size > expected:
         raise ImageFormatError(
             f"inconsistent data: {size} bytes > step {step} x height {height} = {expected} "
-            f"({width}x{height} {msg.encoding})")
+            f"({width}x{height} {msg.encoding})"
+        )
     return fmt
 
 
@@ -110,8 +118,9 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     else:
         shape = (height, width, fmt.channels)
         strides = (int(msg.step), fmt.bytes_per_pixel, fmt.dtype.itemsize)
-    view = np.ndarray(shape=shape, dtype=wire, buffer=np.frombuffer(msg.data, dtype=np.uint8),
-                      strides=strides)
+    view = np.ndarray(
+        shape=shape, dtype=wire, buffer=np.frombuffer(msg.data, dtype=np.uint8), strides=strides
+    )
     # One copy: drops padding, fixes byte order and alignment, detaches from the message.
     return view.astype(fmt.dtype, order="C", copy=True)
 
@@ -126,7 +135,8 @@ def _check_array(array: np.ndarray, encoding: str) -> tuple[np.ndarray, PixelFor
     if array.ndim != 3 or array.shape[2] != fmt.channels:
         raise ImageFormatError(
             f"{encoding} needs shape HxW{'' if fmt.channels == 1 else 'x%d' % fmt.channels}, "
-            f"got {array.shape}")
+            f"got {array.shape}"
+        )
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageFormatError(f"empty image: shape {array.shape}")
     return array, fmt
@@ -151,9 +161,13 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
 
 # encoding -> (channels expected, OpenCV conversion to RGB or None when already RGB)
 _TO_RGB = {
-    "rgb8": (3, None), "bgr8": (3, cv2.COLOR_BGR2RGB), "rgba8": (4, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, cv2.COLOR_BGRA2RGB), "mono8": (1, cv2.COLOR_GRAY2RGB),
-    "8UC1": (1, cv2.COLOR_GRAY2RGB), "mono16": (1, cv2.COLOR_GRAY2RGB),
+    "rgb8": (3, None),
+    "bgr8": (3, cv2.COLOR_BGR2RGB),
+    "rgba8": (4, cv2.COLOR_RGBA2RGB),
+    "bgra8": (4, cv2.COLOR_BGRA2RGB),
+    "mono8": (1, cv2.COLOR_GRAY2RGB),
+    "8UC1": (1, cv2.COLOR_GRAY2RGB),
+    "mono16": (1, cv2.COLOR_GRAY2RGB),
     "16UC1": (1, cv2.COLOR_GRAY2RGB),
 }
 
@@ -170,8 +184,9 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     if encoding not in _TO_RGB:
         raise ImageFormatError(f"cannot convert {encoding!r} to rgb8 (colour or mono only)")
     channels, code = _TO_RGB[encoding]
-    shape_ok = array.ndim == 2 if channels == 1 else (
-        array.ndim == 3 and array.shape[2] == channels)
+    shape_ok = (
+        array.ndim == 2 if channels == 1 else (array.ndim == 3 and array.shape[2] == channels)
+    )
     if not shape_ok:
         raise ImageFormatError(f"{encoding} array has shape {array.shape}")
     expected = pixel_format(encoding).dtype
@@ -191,8 +206,9 @@ class ImageConverter(Protocol):
 
     def image_to_numpy(self, msg: Image) -> np.ndarray: ...
 
-    def numpy_to_image(self, array: np.ndarray, encoding: str,
-                       header: Header | None = None) -> Image: ...
+    def numpy_to_image(
+        self, array: np.ndarray, encoding: str, header: Header | None = None
+    ) -> Image: ...
 
 
 class NumpyConverter:
@@ -203,8 +219,9 @@ class NumpyConverter:
     def image_to_numpy(self, msg: Image) -> np.ndarray:
         return image_to_numpy(msg)
 
-    def numpy_to_image(self, array: np.ndarray, encoding: str,
-                       header: Header | None = None) -> Image:
+    def numpy_to_image(
+        self, array: np.ndarray, encoding: str, header: Header | None = None
+    ) -> Image:
         return numpy_to_image(array, encoding, header)
 
 
@@ -233,8 +250,9 @@ class CvBridgeConverter:
         # Always copy: for unpadded rows cv_bridge returns a view of msg.data.
         return np.array(out, dtype=fmt.dtype, order="C", copy=True)
 
-    def numpy_to_image(self, array: np.ndarray, encoding: str,
-                       header: Header | None = None) -> Image:
+    def numpy_to_image(
+        self, array: np.ndarray, encoding: str, header: Header | None = None
+    ) -> Image:
         _, fmt = _check_array(array, encoding)
         # cv_bridge writes the raw bytes and labels them native: hand it native data.
         native = np.ascontiguousarray(array, dtype=fmt.dtype)
@@ -257,6 +275,7 @@ def make_converter(prefer: str = "auto") -> ImageConverter:
         if prefer == "cv_bridge":
             raise ImportError(
                 "image converter 'cv_bridge' requested but cv_bridge is not importable "
-                "(install ros-$ROS_DISTRO-cv-bridge, or use 'auto'/'numpy')") from exc
+                "(install ros-$ROS_DISTRO-cv-bridge, or use 'auto'/'numpy')"
+            ) from exc
         return NumpyConverter()
     return CvBridgeConverter(module)

@@ -89,7 +89,8 @@ class Throttle:
 class StageTimes:
     """Seconds one frame spent decoding + encoding its inputs, in the backend call, and making +
     publishing its outputs: wall-clock, or the CPU time of the worker thread that ran the stage
-    (the difference is time the thread waited for a core or for the interpreter lock)."""
+    (the difference is time the thread waited for a core or for the interpreter lock).
+    """
 
     inputs: float
     inference: float
@@ -128,7 +129,8 @@ class Health:
         """Counters, output rate, and p50/p95 (ms) over the recent window of: latency (input stamp
         to publish), input (decoding and encoding), inference (the backend call), output (making
         and publishing the outputs) and process (all three); each stage also as CPU time
-        (`input_cpu_p50_ms`, ...)."""
+        (`input_cpu_p50_ms`, ...).
+        """
         with self._lock:
             out: dict[str, float | int] = dict(self._counts)
             recent = [t for t in self._published if now - t <= 5.0]
@@ -136,10 +138,14 @@ class Health:
             out["output_rate_hz"] = (len(recent) - 1) / span if span > 0 else 0.0
             series = {"latency": list(self._latency)}
             for suffix, times in (("", self._wall), ("_cpu", self._cpu)):
-                series.update({f"input{suffix}": [t.inputs for t in times],
-                               f"inference{suffix}": [t.inference for t in times],
-                               f"output{suffix}": [t.output for t in times],
-                               f"process{suffix}": [t.inputs + t.inference + t.output for t in times]})
+                series.update(
+                    {
+                        f"input{suffix}": [t.inputs for t in times],
+                        f"inference{suffix}": [t.inference for t in times],
+                        f"output{suffix}": [t.output for t in times],
+                        f"process{suffix}": [t.inputs + t.inference + t.output for t in times],
+                    }
+                )
             for name, values in series.items():
                 if values:
                     p50, p95 = np.percentile(np.asarray(values, float), [50, 95]) * 1000.0

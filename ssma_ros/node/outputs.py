@@ -40,8 +40,12 @@ def resize_logits(logits: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
         return np.ascontiguousarray(planes)
     out = np.empty((num_classes, height, width), dtype=np.float32)
     for c in range(num_classes):
-        cv2.resize(np.ascontiguousarray(planes[c]), (width, height), dst=out[c],
-                   interpolation=cv2.INTER_LINEAR)
+        cv2.resize(
+            np.ascontiguousarray(planes[c]),
+            (width, height),
+            dst=out[c],
+            interpolation=cv2.INTER_LINEAR,
+        )
     return out
 
 
@@ -109,7 +113,9 @@ class Segmentation:
         return max_probability(self.scores, self.top)
 
 
-def postprocess(logits: np.ndarray, out_size: tuple[int, int], upsampling: str = "nearest") -> Segmentation:
+def postprocess(
+    logits: np.ndarray, out_size: tuple[int, int], upsampling: str = "nearest"
+) -> Segmentation:
     """Logits (1, C, h, w) -> mask (and confidence on demand) at `out_size` (the input image's
     (H, W)), so both are pixel-aligned with the input.
 
@@ -124,9 +130,13 @@ def postprocess(logits: np.ndarray, out_size: tuple[int, int], upsampling: str =
     height, width = int(out_size[0]), int(out_size[1])
     if height <= 0 or width <= 0:
         raise ValueError(f"out_size must be positive (H, W), got {out_size}")
-    scores = resize_logits(logits, (height, width) if upsampling == "bilinear" else logits.shape[-2:])
+    scores = resize_logits(
+        logits, (height, width) if upsampling == "bilinear" else logits.shape[-2:]
+    )
     mask, top = _argmax(scores)
-    return Segmentation(resize_nearest(mask, height, width), (height, width), scores, top)  # no-op if sizes agree
+    return Segmentation(
+        resize_nearest(mask, height, width), (height, width), scores, top
+    )  # no-op if sizes agree
 
 
 def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
@@ -140,11 +150,13 @@ def palette_lut(palette: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
     """A (256, 3) uint8 lookup table from K <= 256 RGB colours; ids beyond K are black."""
     colours = np.asarray(palette)
     if colours.ndim != 2 or colours.shape[1] != 3 or not 1 <= colours.shape[0] <= MAX_CLASSES:
-        raise ValueError(f"palette must be K x 3 with 1 <= K <= {MAX_CLASSES}, got {colours.shape}")
+        raise ValueError(
+            f"palette must be K x 3 with 1 <= K <= {MAX_CLASSES}, got {colours.shape}"
+        )
     if colours.min() < 0 or colours.max() > 255:
         raise ValueError("palette colours must be in 0..255")
     lut = np.zeros((MAX_CLASSES, 3), dtype=np.uint8)
-    lut[:colours.shape[0]] = colours
+    lut[: colours.shape[0]] = colours
     return lut
 
 
@@ -158,8 +170,13 @@ def colorize(mask: np.ndarray, palette: Sequence[Sequence[int]] | np.ndarray) ->
     return cv2.applyColorMap(np.ascontiguousarray(mask), lut)
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray, palette: Sequence[Sequence[int]] | np.ndarray,
-            alpha: float = 0.5, void: Sequence[int] = ()) -> np.ndarray:
+def overlay(
+    rgb: np.ndarray,
+    mask: np.ndarray,
+    palette: Sequence[Sequence[int]] | np.ndarray,
+    alpha: float = 0.5,
+    void: Sequence[int] = (),
+) -> np.ndarray:
     """Blend the colour mask onto the image: (1 - alpha) * rgb + alpha * colour, rounded.
 
     Pixels of a `void` class keep the image unchanged.

@@ -29,7 +29,12 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from ssma_ros.bundle import load_bundle
-from ssma_ros.data.encodings import DEPTH_ENCODINGS, CameraIntrinsics, depth_to_metres, has_valid_depth
+from ssma_ros.data.encodings import (
+    DEPTH_ENCODINGS,
+    CameraIntrinsics,
+    depth_to_metres,
+    has_valid_depth,
+)
 from ssma_ros.node import cloud, outputs
 from ssma_ros.node.codec import ImageFormatError, make_converter, to_rgb8
 from ssma_ros.node.health import AuxMonitor, Health, StageTimes, Throttle
@@ -40,7 +45,9 @@ from ssma_ros.node.sync import create_sync, stamp_ns
 from ssma_ros.runtime import load_backend
 from ssma_ros.runtime.base import BackendUnavailable
 
-LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
 @dataclass(frozen=True)
@@ -108,24 +115,44 @@ class SegmentNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
         if self.segmenter.uses_aux:
             self.sync = create_sync(
-                self, [(Image, "rgb"), (Image, "aux")], self._on_pair, queue_size=self.params.queue_size,
-                slop_s=self.params.slop, qos_profile=in_qos, prefer=self.params.sync,
-                on_message=self._on_input)
-            self.get_logger().info(f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)")
+                self,
+                [(Image, "rgb"), (Image, "aux")],
+                self._on_pair,
+                queue_size=self.params.queue_size,
+                slop_s=self.params.slop,
+                qos_profile=in_qos,
+                prefer=self.params.sync,
+                on_message=self._on_input,
+            )
+            self.get_logger().info(
+                f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)"
+            )
         else:
             self.sync = None
             self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
 
         self._running = True
-        self.workers = [threading.Thread(target=self._serve, args=(self.slot, self._infer, "inference_errors"),
-                                         name="ssma_inference", daemon=True),
-                        threading.Thread(target=self._serve, args=(self.inferred, self._publish, "output_errors"),
-                                         name="ssma_outputs", daemon=True)]
+        self.workers = [
+            threading.Thread(
+                target=self._serve,
+                args=(self.slot, self._infer, "inference_errors"),
+                name="ssma_inference",
+                daemon=True,
+            ),
+            threading.Thread(
+                target=self._serve,
+                args=(self.inferred, self._publish, "output_errors"),
+                name="ssma_outputs",
+                daemon=True,
+            ),
+        ]
         for worker in self.workers:
             worker.start()
         self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
-        inputs = ", ".join(self.resolve_topic_name(t) for t in (("rgb", "aux", "camera_info") if self.sync else
-                                                                 ("rgb", "camera_info")))
+        inputs = ", ".join(
+            self.resolve_topic_name(t)
+            for t in (("rgb", "aux", "camera_info") if self.sync else ("rgb", "camera_info"))
+        )
         self.get_logger().info(f"ready: listening on {inputs}")
 
     # -- model lifecycle (configure/cleanup, so a lifecycle wrapper stays a thin layer) --------
@@ -134,16 +161,23 @@ class SegmentNode(Node):
         """Load the bundle and start its backend; logs what runs where and why."""
         path = self.params.bundle or str(default_bundle_path())
         bundle = load_bundle(path)
-        backend, _ = load_backend(bundle, self.params.backend, self.params.device, self.params.precision,
-                                       logger=self.get_logger(), threads=self.params.cpu_threads,
-                                       cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None)
+        backend, _ = load_backend(
+            bundle,
+            self.params.backend,
+            self.params.device,
+            self.params.precision,
+            logger=self.get_logger(),
+            threads=self.params.cpu_threads,
+            cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None,
+        )
         self.segmenter = Segmenter(bundle, backend)
         warm_up = self.segmenter.warm_up()
         aux = self.segmenter.aux_modality or "none (RGB-only model)"
         self.get_logger().info(
             f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input {bundle.height}x"
             f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]; "
-            f"warmed up in {warm_up:.2f} s")
+            f"warmed up in {warm_up:.2f} s"
+        )
 
     def cleanup(self) -> None:
         """Free the model (and its GPU memory)."""
@@ -171,7 +205,9 @@ class SegmentNode(Node):
         if index == 1:
             event = self.aux_monitor.seen(now)
             if event is not None:
-                self.get_logger().info(f"aux stream is back after {event.silent_for:.1f} s: fused rgb+aux again")
+                self.get_logger().info(
+                    f"aux stream is back after {event.silent_for:.1f} s: fused rgb+aux again"
+                )
             return
         if self.sync is None:
             self._hand_over(Frame(msg, None), "pairs_in")
@@ -180,7 +216,12 @@ class SegmentNode(Node):
         if event is not None:
             self._warning(
                 f"no aux message for {event.silent_for:.1f} s: "
-                + ("serving RGB alone until it returns" if self.params.rgb_only_fallback else "waiting for it"))
+                + (
+                    "serving RGB alone until it returns"
+                    if self.params.rgb_only_fallback
+                    else "waiting for it"
+                )
+            )
         if self.params.rgb_only_fallback and self.aux_monitor.stalled:
             self._hand_over(Frame(msg, None), "rgb_only_in")
 
@@ -202,7 +243,9 @@ class SegmentNode(Node):
                 continue
             try:
                 handle(item)
-            except Exception as exc:  # a model or output failure must not end the node; count and say it
+            except (
+                Exception
+            ) as exc:  # a model or output failure must not end the node; count and say it
                 self._bad(failures, f"frame skipped: {type(exc).__name__}: {exc}")
 
     def _wanted(self) -> dict[str, bool]:
@@ -220,7 +263,10 @@ class SegmentNode(Node):
             self._last_served_alone = False  # a second such pair is a camera fault (out of order)
             return
         if stamp <= self._last_stamp:
-            self._bad("out_of_order", "dropping a frame not newer than the last one served (stamps out of order)")
+            self._bad(
+                "out_of_order",
+                "dropping a frame not newer than the last one served (stamps out of order)",
+            )
             return
         started, started_cpu = time.perf_counter(), time.thread_time()
         decoded = self._decode(frame)
@@ -233,8 +279,12 @@ class SegmentNode(Node):
         inference_start, inference_start_cpu = time.perf_counter(), time.thread_time()
         logits = self.segmenter.infer(inputs)
         wall = StageTimes(inference_start - started, time.perf_counter() - inference_start, 0.0)
-        cpu = StageTimes(inference_start_cpu - started_cpu, time.thread_time() - inference_start_cpu, 0.0)
-        done = Inferred(frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted, wall, cpu)
+        cpu = StageTimes(
+            inference_start_cpu - started_cpu, time.thread_time() - inference_start_cpu, 0.0
+        )
+        done = Inferred(
+            frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted, wall, cpu
+        )
         if self.inferred.put(done):
             self.health.count("dropped_inferred")
 
@@ -247,12 +297,18 @@ class SegmentNode(Node):
         if wanted["mask"]:
             self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
         if wanted["confidence"]:
-            self.pubs["confidence"].publish(self.converter.numpy_to_image(seg.confidence_mono8(), "mono8", header))
+            self.pubs["confidence"].publish(
+                self.converter.numpy_to_image(seg.confidence_mono8(), "mono8", header)
+            )
         if wanted["confidence_float"]:
-            self.pubs["confidence_float"].publish(self.converter.numpy_to_image(seg.confidence(), "32FC1", header))
+            self.pubs["confidence_float"].publish(
+                self.converter.numpy_to_image(seg.confidence(), "32FC1", header)
+            )
         if wanted["overlay"]:
             bundle = self.segmenter.bundle
-            image = outputs.overlay(rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices)
+            image = outputs.overlay(
+                rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices
+            )
             self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
         if wanted["cloud"]:
             self._publish_cloud(header, frame.aux, frame.aux_encoding, frame.camera, mask, rgb)
@@ -272,8 +328,11 @@ class SegmentNode(Node):
             return rgb, None, None
         encoding = frame.aux.encoding
         if encoding not in self.segmenter.aux_encodings:
-            self._bad("bad_encoding", f"aux encoding {encoding!r} cannot feed a {self.segmenter.aux_modality} "
-                                      f"model; expected one of {list(self.segmenter.aux_encodings)}")
+            self._bad(
+                "bad_encoding",
+                f"aux encoding {encoding!r} cannot feed a {self.segmenter.aux_modality} "
+                f"model; expected one of {list(self.segmenter.aux_encodings)}",
+            )
             return None
         try:
             aux = self.converter.image_to_numpy(frame.aux)
@@ -281,12 +340,18 @@ class SegmentNode(Node):
             self._bad("bad_image", f"aux: {exc}")
             return None
         if aux.shape[:2] != rgb.shape[:2]:
-            self._bad("size_mismatch", f"rgb is {rgb.shape[1]}x{rgb.shape[0]} but aux is {aux.shape[1]}x"
-                                       f"{aux.shape[0]}: publish aux registered to the rgb camera "
-                                       "(e.g. aligned depth)")
+            self._bad(
+                "size_mismatch",
+                f"rgb is {rgb.shape[1]}x{rgb.shape[0]} but aux is {aux.shape[1]}x"
+                f"{aux.shape[0]}: publish aux registered to the rgb camera "
+                "(e.g. aligned depth)",
+            )
             return None
         if encoding in DEPTH_ENCODINGS and not has_valid_depth(aux, encoding):
-            self._bad("aux_all_invalid", "depth frame has no valid pixel: serving this frame from RGB alone")
+            self._bad(
+                "aux_all_invalid",
+                "depth frame has no valid pixel: serving this frame from RGB alone",
+            )
             return rgb, None, None
         return rgb, aux, encoding
 
@@ -326,21 +391,39 @@ class SegmentNode(Node):
             label_info_type, vision_class_type = types
             self.label_info_pub = self.create_publisher(label_info_type, "~/label_info", LATCHED)
             msg = label_info_type()
-            msg.class_map = [vision_class_type(class_id=i, class_name=n) for i, n in enumerate(bundle.classes)]
+            msg.class_map = [
+                vision_class_type(class_id=i, class_name=n) for i, n in enumerate(bundle.classes)
+            ]
             self.label_info_pub.publish(msg)
 
     def _publish_diagnostics(self) -> None:
         report = self.health.report(time.monotonic())
         backend = self.segmenter.backend if self.segmenter is not None else None
         aux_ok = self.sync is None or not self.aux_monitor.stalled
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  hardware_id=backend.device if backend else "")
-        problems = sum(report[k] for k in ("bad_encoding", "bad_image", "size_mismatch", "inference_errors",
-                                           "output_errors"))
+        status = DiagnosticStatus(
+            name=f"{self.get_fully_qualified_name()}: segmentation",
+            hardware_id=backend.device if backend else "",
+        )
+        problems = sum(
+            report[k]
+            for k in (
+                "bad_encoding",
+                "bad_image",
+                "size_mismatch",
+                "inference_errors",
+                "output_errors",
+            )
+        )
         if not aux_ok:
-            status.level, status.message = DiagnosticStatus.WARN, "aux stream stalled: serving RGB only"
+            status.level, status.message = (
+                DiagnosticStatus.WARN,
+                "aux stream stalled: serving RGB only",
+            )
         elif problems:
-            status.level, status.message = DiagnosticStatus.WARN, f"{problems} bad inputs or failures so far"
+            status.level, status.message = (
+                DiagnosticStatus.WARN,
+                f"{problems} bad inputs or failures so far",
+            )
         else:
             status.level, status.message = DiagnosticStatus.OK, "ok"
         values = {
@@ -371,7 +454,9 @@ class SegmentNode(Node):
 
     def _warning(self, message: str) -> None:
         logger = self.get_logger()
-        (getattr(logger, "warning", None) or logger.warn)(message)  # Humble's rclpy has only warn()
+        (getattr(logger, "warning", None) or logger.warn)(
+            message
+        )  # Humble's rclpy has only warn()
 
 
 def main(args=None) -> None:
@@ -390,7 +475,11 @@ def main(args=None) -> None:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C: fall through to a clean shutdown
-    except (OSError, ValueError, BackendUnavailable) as exc:  # no bundle, a bad bundle or parameter, no backend
+    except (
+        OSError,
+        ValueError,
+        BackendUnavailable,
+    ) as exc:  # no bundle, a bad bundle or parameter, no backend
         rclpy.logging.get_logger("ssma_segmentation").fatal(f"cannot start: {exc}")
         raise SystemExit(1) from None
     except Exception:

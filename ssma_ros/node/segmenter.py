@@ -20,8 +20,10 @@ def default_bundle_path() -> Path:
     try:
         return share_file("models/default/bundle.json").parent
     except FileNotFoundError as exc:
-        raise FileNotFoundError(f"no default model bundle: {exc}; set the 'bundle' parameter to a bundle "
-                                "folder made with ssma-export") from None
+        raise FileNotFoundError(
+            f"no default model bundle: {exc}; set the 'bundle' parameter to a bundle "
+            "folder made with ssma-export"
+        ) from None
 
 
 class Segmenter:
@@ -34,7 +36,9 @@ class Segmenter:
         names = [spec.name for spec in bundle.inputs]
         self.uses_aux = "aux" in names
         if not self.uses_aux and names != ["rgb"]:
-            raise ValueError(f"bundle {bundle.name}: inputs {names} are neither ['rgb'] nor ['rgb', 'aux']")
+            raise ValueError(
+                f"bundle {bundle.name}: inputs {names} are neither ['rgb'] nor ['rgb', 'aux']"
+            )
 
     @property
     def aux_modality(self) -> str | None:
@@ -48,10 +52,16 @@ class Segmenter:
         spec = self.preprocess.aux_spec
         return spec.sensor_encodings if (self.uses_aux and spec is not None) else ()
 
-    def inputs(self, rgb: np.ndarray, aux: np.ndarray | None = None, aux_encoding: str | None = None,
-               camera: CameraIntrinsics | None = None) -> dict[str, np.ndarray]:
+    def inputs(
+        self,
+        rgb: np.ndarray,
+        aux: np.ndarray | None = None,
+        aux_encoding: str | None = None,
+        camera: CameraIntrinsics | None = None,
+    ) -> dict[str, np.ndarray]:
         """Network inputs for rgb (uint8 H x W x 3 RGB) and aux (the raw sensor array; None =
-        serve RGB alone), encoded and normalised exactly as in training."""
+        serve RGB alone), encoded and normalised exactly as in training.
+        """
         inputs = {"rgb": self.preprocess.rgb(rgb)}
         if self.uses_aux:
             if aux is None:
@@ -67,7 +77,8 @@ class Segmenter:
     def warm_up(self, runs: int = 3) -> float:
         """Serve `runs` black frames at the network size through inputs, backend and outputs, so
         the first camera frames do not pay for the backend's lazy start (memory arenas, kernel
-        selection: the first of them took 50-90 ms instead of 28 on a CPU). Returns the seconds."""
+        selection: the first of them took 50-90 ms instead of 28 on a CPU). Returns the seconds.
+        """
         started = time.perf_counter()
         black = np.zeros((self.preprocess.height, self.preprocess.width, 3), np.uint8)
         for _ in range(runs):

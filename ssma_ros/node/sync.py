@@ -64,8 +64,9 @@ class ApproximateTimeSync:
     ``callback(*payloads)`` receives one payload per input, in input order.
     """
 
-    def __init__(self, num_inputs: int, queue_size: int, slop_s: float,
-                 callback: Callable[..., None]) -> None:
+    def __init__(
+        self, num_inputs: int, queue_size: int, slop_s: float, callback: Callable[..., None]
+    ) -> None:
         if num_inputs < 2:
             raise ValueError(f"num_inputs must be >= 2, got {num_inputs}")
         if queue_size < 1:
@@ -107,6 +108,7 @@ class ApproximateTimeSync:
 
         def feed(msg: Any) -> None:
             self.add_msg(index, msg)
+
         return feed
 
     def _add_locked(self, index: int, stamp: int, payload: Any) -> list[Any] | None:
@@ -156,9 +158,12 @@ class ApproximateTimeSync:
         """A snapshot of the counters."""
         with self._lock:
             return SyncStats(
-                received=list(self._received), matched=self._matched,
-                evicted=list(self._evicted), duplicates=list(self._duplicates),
-                out_of_order=list(self._out_of_order))
+                received=list(self._received),
+                matched=self._matched,
+                evicted=list(self._evicted),
+                duplicates=list(self._duplicates),
+                out_of_order=list(self._out_of_order),
+            )
 
 
 @dataclass
@@ -186,6 +191,7 @@ class _MessageFiltersCounters:
         def count(_msg: Any) -> None:
             with self._lock:
                 self._received[index] += 1
+
         return count
 
     def on_matched(self) -> None:
@@ -197,10 +203,18 @@ class _MessageFiltersCounters:
             return SyncStats(received=list(self._received), matched=self._matched)
 
 
-def create_sync(node: Any, inputs: Sequence[tuple[type, str]], callback: Callable[..., None], *,
-                queue_size: int, slop_s: float, qos_profile: Any,
-                callback_group: Any = None, prefer: str = "auto",
-                on_message: Callable[[int, Any], None] | None = None) -> SyncHandle:
+def create_sync(
+    node: Any,
+    inputs: Sequence[tuple[type, str]],
+    callback: Callable[..., None],
+    *,
+    queue_size: int,
+    slop_s: float,
+    qos_profile: Any,
+    callback_group: Any = None,
+    prefer: str = "auto",
+    on_message: Callable[[int, Any], None] | None = None,
+) -> SyncHandle:
     """Subscribe to `inputs` ((msg_type, topic) pairs) and call ``callback(*msgs)`` per set.
 
     Uses ``message_filters.ApproximateTimeSynchronizer`` when importable and `prefer` is "auto" or
@@ -225,7 +239,8 @@ def create_sync(node: Any, inputs: Sequence[tuple[type, str]], callback: Callabl
                 raise ImportError(
                     "synchroniser 'message_filters' requested but message_filters is not "
                     "importable (install ros-$ROS_DISTRO-message-filters, or use "
-                    "'auto'/'builtin')") from exc
+                    "'auto'/'builtin')"
+                ) from exc
 
     if message_filters is None:
         sync = ApproximateTimeSync(len(inputs), queue_size, slop_s, callback)
@@ -238,19 +253,23 @@ def create_sync(node: Any, inputs: Sequence[tuple[type, str]], callback: Callabl
             def observe_then_feed(msg: Any) -> None:
                 on_message(index, msg)
                 feed(msg)
+
             return observe_then_feed
 
         subscriptions = [
-            node.create_subscription(msg_type, topic, subscription_callback(i), qos_profile,
-                                     **extra)
-            for i, (msg_type, topic) in enumerate(inputs)]
+            node.create_subscription(
+                msg_type, topic, subscription_callback(i), qos_profile, **extra
+            )
+            for i, (msg_type, topic) in enumerate(inputs)
+        ]
         return SyncHandle("builtin", sync, subscriptions, sync.stats)
 
     counters = _MessageFiltersCounters(len(inputs))
     subscribers = []
     for i, (msg_type, topic) in enumerate(inputs):
         subscriber = message_filters.Subscriber(
-            node, msg_type, topic, qos_profile=qos_profile, **extra)
+            node, msg_type, topic, qos_profile=qos_profile, **extra
+        )
         # Registered before the synchroniser connects, so these run before pairing.
         subscriber.registerCallback(counters.on_received(i))
         if on_message is not None:

@@ -62,7 +62,9 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def ordered_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+def ordered_inputs(
+    specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]
+) -> list[np.ndarray]:
     """The inputs in network order as C-contiguous float32, each checked against its spec."""
     missing = [s.name for s in specs if s.name not in inputs]
     if missing:
@@ -71,6 +73,8 @@ def ordered_inputs(specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]
     for spec in specs:
         array = np.ascontiguousarray(inputs[spec.name], dtype=np.float32)
         if array.shape != spec.shape:
-            raise ValueError(f"input {spec.name!r} has shape {array.shape}, the network takes {spec.shape}")
+            raise ValueError(
+                f"input {spec.name!r} has shape {array.shape}, the network takes {spec.shape}"
+            )
         arrays.append(array)
     return arrays

@@ -8,8 +8,14 @@ from typing import Any, Mapping
 import numpy as np
 
 from ssma_ros.bundle import Bundle
-from ssma_ros.runtime.base import (BackendUnavailable, Log, check_precision, default_logger,
-                                   ordered_inputs, parse_device)
+from ssma_ros.runtime.base import (
+    BackendUnavailable,
+    Log,
+    check_precision,
+    default_logger,
+    ordered_inputs,
+    parse_device,
+)
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -21,8 +27,10 @@ def _import_ort() -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
-        raise BackendUnavailable(f"onnxruntime not importable ({exc}): pip install onnxruntime "
-                                 "(CPU) or onnxruntime-gpu (CUDA and TensorRT providers)") from exc
+        raise BackendUnavailable(
+            f"onnxruntime not importable ({exc}): pip install onnxruntime "
+            "(CPU) or onnxruntime-gpu (CUDA and TensorRT providers)"
+        ) from exc
     return onnxruntime
 
 
@@ -34,8 +42,10 @@ def why_unavailable(device_kind: str) -> str | None:
         return str(exc)
     available = ort.get_available_providers()
     if device_kind == "cuda" and not any(p in available for p in GPU_EPS):
-        return (f"onnxruntime {ort.__version__} has no GPU provider (available: {available}); "
-                "install onnxruntime-gpu for CUDA")
+        return (
+            f"onnxruntime {ort.__version__} has no GPU provider (available: {available}); "
+            "install onnxruntime-gpu for CUDA"
+        )
     return None
 
 
@@ -47,14 +57,19 @@ def providers_for(available: list[str], device: str, precision: str, cache_dir: 
     kind, index = parse_device(device)
     wanted: list[Any] = []
     if kind == "cuda":
-        wanted.append((TRT_EP, {
-            "device_id": index,
-            "trt_fp16_enable": precision == "fp16",
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache_dir),
-            "trt_timing_cache_enable": True,
-            "trt_timing_cache_path": str(cache_dir),
-        }))
+        wanted.append(
+            (
+                TRT_EP,
+                {
+                    "device_id": index,
+                    "trt_fp16_enable": precision == "fp16",
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache_dir),
+                    "trt_timing_cache_enable": True,
+                    "trt_timing_cache_path": str(cache_dir),
+                },
+            )
+        )
         wanted.append((CUDA_EP, {"device_id": index}))
     wanted.append(CPU_EP)
     return [p for p in wanted if (p if isinstance(p, str) else p[0]) in available]
@@ -63,8 +78,16 @@ def providers_for(available: list[str], device: str, precision: str, cache_dir: 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, bundle: Bundle, device: str = "cuda:0", precision: str = "fp16", *,
-                 threads: int = 0, cache_dir: Path | None = None, logger: Log | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "cuda:0",
+        precision: str = "fp16",
+        *,
+        threads: int = 0,
+        cache_dir: Path | None = None,
+        logger: Log | None = None,
+    ) -> None:
         ort = _import_ort()
         log = logger or default_logger()
         check_precision(precision)
@@ -81,7 +104,9 @@ class OnnxRuntimeBackend:
         # Idle pool threads sleep instead of spinning: on a robot the cores are shared with the
         # camera driver, the node's other worker and the consumers.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(bundle.onnx_path), sess_options=options, providers=providers)
+        self._session = ort.InferenceSession(
+            str(bundle.onnx_path), sess_options=options, providers=providers
+        )
         self._specs = bundle.inputs
         self._output = bundle.outputs[0].name
 
@@ -91,11 +116,15 @@ class OnnxRuntimeBackend:
         serving = self.providers[0]
         asked = providers[0] if isinstance(providers[0], str) else providers[0][0]
         if serving != asked:
-            log.warning(f"onnxruntime fell back from {asked} to {serving} (its libraries failed to load; "
-                        "see the onnxruntime log above)")
+            log.warning(
+                f"onnxruntime fell back from {asked} to {serving} (its libraries failed to load; "
+                "see the onnxruntime log above)"
+            )
         if parse_device(device)[0] == "cuda" and serving == CPU_EP:
-            log.warning(f"onnxruntime runs on the CPU although {device} was asked for "
-                        f"(available providers: {ort.get_available_providers()})")
+            log.warning(
+                f"onnxruntime runs on the CPU although {device} was asked for "
+                f"(available providers: {ort.get_available_providers()})"
+            )
         self.device = "cpu" if serving == CPU_EP else f"cuda:{parse_device(device)[1]}"
         # Only the TensorRT EP lowers precision; CUDA and CPU EPs run the fp32 graph as is.
         self.precision = "fp16" if serving == TRT_EP and precision == "fp16" else "fp32"

@@ -14,14 +14,37 @@ from typing import Any, Mapping
 import numpy as np
 
 from ssma_ros.bundle import Bundle
-from ssma_ros.export.tensorrt import (DEFAULT_WORKSPACE_MIB, EngineBuildError, EngineSpec, TensorRTUnavailable,
-                                      engine_spec, ensure_engine, gpu_info, import_tensorrt, trt_logger)
-from ssma_ros.runtime.base import (BackendUnavailable, Log, check_precision, default_logger,
-                                   ordered_inputs, parse_device)
+from ssma_ros.export.tensorrt import (
+    DEFAULT_WORKSPACE_MIB,
+    EngineBuildError,
+    EngineSpec,
+    TensorRTUnavailable,
+    engine_spec,
+    ensure_engine,
+    gpu_info,
+    import_tensorrt,
+    trt_logger,
+)
+from ssma_ros.runtime.base import (
+    BackendUnavailable,
+    Log,
+    check_precision,
+    default_logger,
+    ordered_inputs,
+    parse_device,
+)
 
 # TensorRT DataType name -> torch dtype name (trt.nptype has no bfloat16).
-_TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32",
-                 "INT64": "int64", "INT8": "int8", "UINT8": "uint8", "BOOL": "bool"}
+_TORCH_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT32": "int32",
+    "INT64": "int64",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "BOOL": "bool",
+}
 
 
 def why_unavailable(device: str) -> str | None:
@@ -37,33 +60,54 @@ def why_unavailable(device: str) -> str | None:
     return None
 
 
-def load_engine(trt: Any, runtime: Any, spec: EngineSpec, *, workspace_mib: int = DEFAULT_WORKSPACE_MIB,
-                allow_build: bool = True, logger: Log | None = None) -> Any:
+def load_engine(
+    trt: Any,
+    runtime: Any,
+    spec: EngineSpec,
+    *,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    allow_build: bool = True,
+    logger: Log | None = None,
+) -> Any:
     """Deserialize the engine of `spec`, building it first when the cache has no matching plan.
 
     A cached plan TensorRT refuses (another TensorRT version or GPU, or a damaged file) is rebuilt
     once; a plan that still does not load is an error that says how to rebuild by hand.
     """
     log = logger or default_logger()
-    built = ensure_engine(trt, spec, workspace_mib=workspace_mib, allow_build=allow_build, logger=log)
+    built = ensure_engine(
+        trt, spec, workspace_mib=workspace_mib, allow_build=allow_build, logger=log
+    )
     engine = runtime.deserialize_cuda_engine(spec.plan_path.read_bytes())
     if engine is None and not built and allow_build:
-        log.warning(f"TensorRT refused the cached engine {spec.plan_path} (another TensorRT version or GPU, "
-                    "or a damaged file); rebuilding it")
+        log.warning(
+            f"TensorRT refused the cached engine {spec.plan_path} (another TensorRT version or GPU, "
+            "or a damaged file); rebuilding it"
+        )
         ensure_engine(trt, spec, workspace_mib=workspace_mib, force=True, logger=log)
         engine = runtime.deserialize_cuda_engine(spec.plan_path.read_bytes())
     if engine is None:
-        raise EngineBuildError(f"TensorRT could not load the engine {spec.plan_path} (see its log above); "
-                               f"rebuild it with:\n  {spec.rebuild_command}")
+        raise EngineBuildError(
+            f"TensorRT could not load the engine {spec.plan_path} (see its log above); "
+            f"rebuild it with:\n  {spec.rebuild_command}"
+        )
     return engine
 
 
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, bundle: Bundle, device: str = "cuda:0", precision: str = "fp16", *,
-                 cache_dir: Path | None = None, allow_build: bool = True,
-                 workspace_mib: int = DEFAULT_WORKSPACE_MIB, logger: Log | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "cuda:0",
+        precision: str = "fp16",
+        *,
+        cache_dir: Path | None = None,
+        allow_build: bool = True,
+        workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+        logger: Log | None = None,
+    ) -> None:
         log = logger or default_logger()
         self.precision = check_precision(precision)
         why = why_unavailable(device)
@@ -82,12 +126,20 @@ class TensorRTBackend:
         with torch.cuda.device(self._cuda):
             self.spec = engine_spec(trt, bundle, precision, gpu_info(index), cache_dir=cache_dir)
             self._runtime = trt.Runtime(trt_logger(trt))
-            self._engine = load_engine(trt, self._runtime, self.spec, workspace_mib=workspace_mib,
-                                       allow_build=allow_build, logger=log)
+            self._engine = load_engine(
+                trt,
+                self._runtime,
+                self.spec,
+                workspace_mib=workspace_mib,
+                allow_build=allow_build,
+                logger=log,
+            )
             self._context = self._engine.create_execution_context()
             self._stream = torch.cuda.Stream(device=self._cuda)
             self._allocate(bundle, trt)
-        log.info(f"TensorRT {trt.__version__} engine {self.spec.plan_path.name} ready on {self.device}")
+        log.info(
+            f"TensorRT {trt.__version__} engine {self.spec.plan_path.name} ready on {self.device}"
+        )
 
     def _allocate(self, bundle: Bundle, trt: Any) -> None:
         torch, engine = self._torch, self._engine
@@ -95,9 +147,11 @@ class TensorRTBackend:
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
         if sorted(inputs) != sorted(s.name for s in bundle.inputs) or len(outputs) != 1:
-            raise EngineBuildError(f"engine {self.spec.plan_path} has inputs {inputs} and outputs {outputs}, "
-                                   f"the bundle expects {[s.name for s in bundle.inputs]} -> logits; rebuild it "
-                                   f"with:\n  {self.spec.rebuild_command}")
+            raise EngineBuildError(
+                f"engine {self.spec.plan_path} has inputs {inputs} and outputs {outputs}, "
+                f"the bundle expects {[s.name for s in bundle.inputs]} -> logits; rebuild it "
+                f"with:\n  {self.spec.rebuild_command}"
+            )
         self._output = outputs[0]
         self._device_buffers: dict[str, Any] = {}
         self._host_buffers: dict[str, Any] = {}
@@ -118,7 +172,9 @@ class TensorRTBackend:
                 np.copyto(host.numpy(), array)
                 self._device_buffers[spec.name].copy_(host, non_blocking=True)
             if not self._context.execute_async_v3(self._stream.cuda_stream):
-                raise RuntimeError(f"TensorRT execute_async_v3 failed for {self.spec.plan_path} (see its log)")
+                raise RuntimeError(
+                    f"TensorRT execute_async_v3 failed for {self.spec.plan_path} (see its log)"
+                )
             host_out = self._host_buffers[self._output]
             host_out.copy_(self._device_buffers[self._output], non_blocking=True)
             self._stream.synchronize()

@@ -7,16 +7,23 @@ from typing import Any, Mapping
 import numpy as np
 
 from ssma_ros.bundle import Bundle
-from ssma_ros.runtime.base import (BackendUnavailable, Log, check_precision, default_logger,
-                                   ordered_inputs, parse_device)
+from ssma_ros.runtime.base import (
+    BackendUnavailable,
+    Log,
+    check_precision,
+    default_logger,
+    ordered_inputs,
+    parse_device,
+)
 
 
 def _import_torch() -> Any:
     try:
         import torch
     except ImportError as exc:
-        raise BackendUnavailable(f"torch not importable ({exc}); install torch or use backend "
-                                 "onnxruntime") from exc
+        raise BackendUnavailable(
+            f"torch not importable ({exc}); install torch or use backend onnxruntime"
+        ) from exc
     return torch
 
 
@@ -40,8 +47,15 @@ def why_unavailable(bundle: Bundle, device_kind: str) -> str | None:
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, bundle: Bundle, device: str = "cuda:0", precision: str = "fp16", *,
-                 threads: int = 0, logger: Log | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: str = "cuda:0",
+        precision: str = "fp16",
+        *,
+        threads: int = 0,
+        logger: Log | None = None,
+    ) -> None:
         torch = _import_torch()
         from ssma_ros.model.checkpoint import load_checkpoint
 
@@ -51,7 +65,9 @@ class TorchBackend:
             raise BackendUnavailable(_no_checkpoint(bundle))
         kind, index = parse_device(device)
         if kind == "cuda" and not torch.cuda.is_available():
-            log.warning(f"torch sees no CUDA GPU; the torch backend runs on the CPU instead of {device}")
+            log.warning(
+                f"torch sees no CUDA GPU; the torch backend runs on the CPU instead of {device}"
+            )
             kind = "cpu"
         if kind == "cpu" and threads > 0:
             torch.set_num_threads(threads)

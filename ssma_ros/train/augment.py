@@ -23,7 +23,8 @@ import numpy as np
 class AugmentConfig:
     """Ranges of the random changes. Paper values: scale 0.5-2.0, rotation +-13 deg, skew
     0.05-0.10, brightness +-40, contrast 0.5-1.5; the default scale range is narrower because
-    at 64x80 a x0.5 zoom leaves too few pixels per object to learn from."""
+    at 64x80 a x0.5 zoom leaves too few pixels per object to learn from.
+    """
 
     enabled: bool = True
     scale: tuple[float, float] = (0.75, 1.5)
@@ -41,19 +42,27 @@ class AugmentConfig:
             raise ValueError(f"augment.scale must satisfy 0 < low <= high, got {self.scale}")
         clo, chi = self.contrast
         if not 0 <= clo <= chi:
-            raise ValueError(f"augment.contrast must satisfy 0 <= low <= high, got {self.contrast}")
+            raise ValueError(
+                f"augment.contrast must satisfy 0 <= low <= high, got {self.contrast}"
+            )
         if not 0 <= self.vignetting < 1:
             raise ValueError(f"augment.vignetting must be in [0, 1), got {self.vignetting}")
         if not 0 <= self.photometric_p <= 1:
             raise ValueError(f"augment.photometric_p must be in [0, 1], got {self.photometric_p}")
 
 
-def random_matrix(rng: np.random.Generator, in_hw: tuple[int, int], out_hw: tuple[int, int],
-                  cfg: AugmentConfig, stretch: bool = True) -> np.ndarray:
+def random_matrix(
+    rng: np.random.Generator,
+    in_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    cfg: AugmentConfig,
+    stretch: bool = True,
+) -> np.ndarray:
     """2x3 affine map input -> output: stretch to out_hw (the identity when, as in training, the
     images are already at network size; stretch=False keeps the input's pixel scale, so out_hw
     is a crop window), then random scale, skew, rotation and flip about the centre, then a
-    random crop offset (or placement, when zoomed out)."""
+    random crop offset (or placement, when zoomed out).
+    """
     (ih, iw), (oh, ow) = in_hw, out_hw
     s = rng.uniform(*cfg.scale)
     theta = math.radians(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
@@ -71,15 +80,25 @@ def random_matrix(rng: np.random.Generator, in_hw: tuple[int, int], out_hw: tupl
     return np.hstack([a, t[:, None]])
 
 
-def warp(image: np.ndarray, matrix: np.ndarray, out_hw: tuple[int, int], nearest: bool,
-         fill: float | tuple[float, ...]) -> np.ndarray:
+def warp(
+    image: np.ndarray,
+    matrix: np.ndarray,
+    out_hw: tuple[int, int],
+    nearest: bool,
+    fill: float | tuple[float, ...],
+) -> np.ndarray:
     """Resample `image` (H, W[, C]) through `matrix`; pixels from outside the source get `fill`."""
     oh, ow = out_hw
     channels = 1 if image.ndim == 2 else image.shape[2]
     border = tuple(np.broadcast_to(np.asarray(fill, dtype=np.float64), (channels,)).tolist())
-    out = cv2.warpAffine(image, matrix.astype(np.float64), (ow, oh),
-                         flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+    out = cv2.warpAffine(
+        image,
+        matrix.astype(np.float64),
+        (ow, oh),
+        flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=border,
+    )
     return out.reshape(oh, ow, *image.shape[2:])
 
 
@@ -94,6 +113,8 @@ def photometric(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -
     if cfg.vignetting > 0 and rng.random() < cfg.photometric_p:
         h, w = img.shape[:2]
         y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-        r2 = ((x - (w - 1) / 2) ** 2 + (y - (h - 1) / 2) ** 2) / (((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2)
+        r2 = ((x - (w - 1) / 2) ** 2 + (y - (h - 1) / 2) ** 2) / (
+            ((w - 1) / 2) ** 2 + ((h - 1) / 2) ** 2
+        )
         img *= (1.0 - rng.uniform(0.0, cfg.vignetting) * r2)[..., None]
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)

@@ -16,13 +16,25 @@ from .config import ConfigError, load_config
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ssma-train",
-        description="Train one stage (expert, fusion, finetune) of an AdapNet++/SSMA model.")
+        description="Train one stage (expert, fusion, finetune) of an AdapNet++/SSMA model.",
+    )
     parser.add_argument("config", help="YAML training config, e.g. config/train/smoke.yaml")
-    parser.add_argument("--override", "-o", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a config value, e.g. -o optim.lr=5e-4 -o data.size=[48,64] (repeatable)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from OUTPUT_DIR/last.pt (model, optimizer, schedule, RNG, logs)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument(
+        "--override",
+        "-o",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a config value, e.g. -o optim.lr=5e-4 -o data.size=[48,64] (repeatable)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUTPUT_DIR/last.pt (model, optimizer, schedule, RNG, logs)",
+    )
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
     return parser.parse_args(argv)
 
 
@@ -52,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, m in results.items():
             miou = "n/a" if math.isnan(m.miou) else f"{m.miou * 100:.2f}%"
             print(f"{name}: mIoU {miou}, pixel accuracy {m.pixel_accuracy * 100:.2f}%")
-        print(f"outputs in {cfg.output_dir} (last.pt, best.pt, train.csv, eval.csv, plots/, tensorboard/)")
+        print(
+            f"outputs in {cfg.output_dir} (last.pt, best.pt, train.csv, eval.csv, plots/, tensorboard/)"
+        )
     return 0
 
 

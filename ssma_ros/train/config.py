@@ -49,11 +49,16 @@ class DataSection:
     # The aux modality (data/preprocess: depth | infrared | nir | depth_gray); None = the
     # source's own (synthetic: depth; "infrared" there is its thermal channel).
     aux: str | None = None
-    aux_encoding: str = "jet"  # how aux becomes a 3-channel image: jet | hha | metric | intensity | evi
-    aux_options: dict[str, Any] = field(default_factory=dict)  # further AuxSpec fields, e.g. depth_range_m
+    aux_encoding: str = (
+        "jet"  # how aux becomes a 3-channel image: jet | hha | metric | intensity | evi
+    )
+    aux_options: dict[str, Any] = field(
+        default_factory=dict
+    )  # further AuxSpec fields, e.g. depth_range_m
     # Synthetic only: share of each condition among training samples, and the evaluation sets.
     train_conditions: dict[str, float] = field(
-        default_factory=lambda: {"clear": 0.6, "fog": 0.1, "night": 0.1, "rain": 0.1, "glare": 0.1})
+        default_factory=lambda: {"clear": 0.6, "fog": 0.1, "night": 0.1, "rain": 0.1, "glare": 0.1}
+    )
     eval_conditions: tuple[str, ...] = ("clear", "fog", "night")
     strength: tuple[float, float] = (0.5, 1.0)  # range of adverse-condition strength in training
     train_samples: int = 2000  # synthetic: size of the training index range
@@ -79,7 +84,8 @@ class DataSection:
 class ModalityDropoutSection:
     """Fused models only: per training sample, blank the aux image with probability `aux`, else
     the RGB image with probability `rgb` (never both). Blanked inputs take the value the node
-    feeds when a sensor is missing, so the model learns to work from one modality."""
+    feeds when a sensor is missing, so the model learns to work from one modality.
+    """
 
     aux: float = 0.15
     rgb: float = 0.05
@@ -105,7 +111,9 @@ class EvalSection:
     batch_size: int = 8
     plots: bool = True  # PNG curves, confusion matrices and prediction grids at each evaluation
     plot_samples: int = 4  # rows of the prediction grid
-    no_aux: bool = True  # fused models: also evaluate the first set with aux blanked, as "<name>_no_aux"
+    no_aux: bool = (
+        True  # fused models: also evaluate the first set with aux blanked, as "<name>_no_aux"
+    )
 
 
 @dataclass(frozen=True)
@@ -151,47 +159,70 @@ def check(cfg: TrainConfig) -> None:
     _one_of("optim.freeze", o.freeze, FREEZE)
     if m.arch == "adapnet":
         if len(m.modalities) != 1 or m.modalities[0] not in ("rgb", "aux"):
-            raise ConfigError(f"model.modalities: adapnet takes one modality, ['rgb'] or ['aux'], "
-                              f"got {list(m.modalities)}")
+            raise ConfigError(
+                f"model.modalities: adapnet takes one modality, ['rgb'] or ['aux'], "
+                f"got {list(m.modalities)}"
+            )
         if cfg.stage != "expert":
-            raise ConfigError(f"stage {cfg.stage!r} fuses two streams; use stage 'expert' for adapnet")
+            raise ConfigError(
+                f"stage {cfg.stage!r} fuses two streams; use stage 'expert' for adapnet"
+            )
     else:
         if tuple(m.modalities) != ("rgb", "aux"):
-            raise ConfigError(f"model.modalities: {m.arch} takes ['rgb', 'aux'], got {list(m.modalities)}")
+            raise ConfigError(
+                f"model.modalities: {m.arch} takes ['rgb', 'aux'], got {list(m.modalities)}"
+            )
         if cfg.stage == "expert":
             raise ConfigError(f"stage 'expert' trains a unimodal adapnet, not {m.arch!r}")
     if (cfg.init.rgb is None) != (cfg.init.aux is None):
         raise ConfigError("init.rgb and init.aux: give both expert checkpoints or neither")
     if cfg.init.rgb is not None:
         if cfg.stage != "fusion":
-            raise ConfigError("init.rgb/init.aux (expert checkpoints) only apply to stage 'fusion'")
+            raise ConfigError(
+                "init.rgb/init.aux (expert checkpoints) only apply to stage 'fusion'"
+            )
         if cfg.init.checkpoint is not None:
             raise ConfigError("give either init.checkpoint or init.rgb + init.aux, not both")
     if cfg.stage == "finetune" and cfg.init.checkpoint is None:
         raise ConfigError("stage 'finetune' needs init.checkpoint (the stage 'fusion' result)")
     h, w = d.size
     if h <= 0 or w <= 0 or h % 16 or w % 16:
-        raise ConfigError(f"data.size {list(d.size)}: height and width must be positive multiples of 16")
+        raise ConfigError(
+            f"data.size {list(d.size)}: height and width must be positive multiples of 16"
+        )
     if d.crop is not None:
         ch, cw = d.crop
         if ch <= 0 or cw <= 0 or ch % 16 or cw % 16 or ch > h or cw > w:
-            raise ConfigError(f"data.crop {list(d.crop)}: height and width must be positive multiples "
-                              f"of 16 and fit in data.size {list(d.size)}")
+            raise ConfigError(
+                f"data.crop {list(d.crop)}: height and width must be positive multiples "
+                f"of 16 and fit in data.size {list(d.size)}"
+            )
     if d.cache is not None and d.source != "synthetic":
-        raise ConfigError(f"data.cache: only synthetic frames are cached; {d.source!r} reads files already")
+        raise ConfigError(
+            f"data.cache: only synthetic frames are cached; {d.source!r} reads files already"
+        )
     if d.source == "synthetic":
         if d.aux is not None:
             _one_of("data.aux", d.aux, ("depth", "infrared"))
-        if not d.train_conditions or any(v < 0 for v in d.train_conditions.values()) \
-                or sum(d.train_conditions.values()) <= 0:
-            raise ConfigError("data.train_conditions: give non-negative shares with a positive sum")
+        if (
+            not d.train_conditions
+            or any(v < 0 for v in d.train_conditions.values())
+            or sum(d.train_conditions.values()) <= 0
+        ):
+            raise ConfigError(
+                "data.train_conditions: give non-negative shares with a positive sum"
+            )
         if not d.eval_conditions:
             raise ConfigError("data.eval_conditions: give at least one condition")
         if d.train_samples <= 0 or d.val_samples <= 0:
-            raise ConfigError("data.train_samples and data.val_samples must be positive for synthetic data")
+            raise ConfigError(
+                "data.train_samples and data.val_samples must be positive for synthetic data"
+            )
     else:
         if d.root is None:
-            raise ConfigError(f"data.root: source {d.source!r} reads a dataset folder; set its path")
+            raise ConfigError(
+                f"data.root: source {d.source!r} reads a dataset folder; set its path"
+            )
         if d.val_samples < 0:
             raise ConfigError("data.val_samples must be >= 0 for a dataset reader (0 = all)")
     lo, hi = d.strength
@@ -199,14 +230,22 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError(f"data.strength {list(d.strength)}: need 0 <= low <= high <= 1")
     p_aux, p_rgb = cfg.modality_dropout.aux, cfg.modality_dropout.rgb
     if not (0 <= p_aux <= 1 and 0 <= p_rgb <= 1 and p_aux + p_rgb <= 1):
-        raise ConfigError("modality_dropout: aux and rgb must be probabilities with aux + rgb <= 1")
-    for key, value in (("optim.iterations", o.iterations), ("optim.batch_size", o.batch_size),
-                       ("eval.interval", cfg.eval.interval), ("eval.batch_size", cfg.eval.batch_size),
-                       ("log_interval", cfg.log_interval)):
+        raise ConfigError(
+            "modality_dropout: aux and rgb must be probabilities with aux + rgb <= 1"
+        )
+    for key, value in (
+        ("optim.iterations", o.iterations),
+        ("optim.batch_size", o.batch_size),
+        ("eval.interval", cfg.eval.interval),
+        ("eval.batch_size", cfg.eval.batch_size),
+        ("log_interval", cfg.log_interval),
+    ):
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
     if o.lr <= 0 or not 0 <= o.encoder_lr_scale <= 1 or o.weight_decay < 0 or o.power <= 0:
-        raise ConfigError("optim: need lr > 0, 0 <= encoder_lr_scale <= 1, weight_decay >= 0, power > 0")
+        raise ConfigError(
+            "optim: need lr > 0, 0 <= encoder_lr_scale <= 1, weight_decay >= 0, power > 0"
+        )
     if cfg.sync_bn and cfg.device != "cuda":
         raise ConfigError("sync_bn needs device 'cuda' (SyncBatchNorm runs on NCCL)")
     if d.num_workers < 0:
@@ -246,7 +285,9 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
                 return _convert(value, option, key)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {hint}")
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {hint}"
+        )
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
@@ -260,7 +301,10 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         key_type, value_type = typing.get_args(hint)
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {_convert(k, key_type, key): _convert(v, value_type, f"{key}.{k}") for k, v in value.items()}
+        return {
+            _convert(k, key_type, key): _convert(v, value_type, f"{key}.{k}")
+            for k, v in value.items()
+        }
     if hint is Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

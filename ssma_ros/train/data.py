@@ -38,7 +38,8 @@ Frame = dict[str, Any]
 
 class FrameSource(Protocol):
     """Frames by index; `epoch` lets a source vary a frame between epochs (the synthetic
-    training source redraws the weather), sources of fixed frames ignore it."""
+    training source redraws the weather), sources of fixed frames ignore it.
+    """
 
     def __len__(self) -> int: ...
 
@@ -51,7 +52,8 @@ CROP_ONLY = AugmentConfig(scale=(1.0, 1.0), rotation_deg=0.0, skew=0.0, flip=Fal
 
 class FixedFrames:
     """A FrameSource over an indexable of frames (a dataset reader, a SyntheticDataset), or
-    over the frames `indices` of it."""
+    over the frames `indices` of it.
+    """
 
     def __init__(self, items: Sequence[Frame], indices: Sequence[int] | None = None) -> None:
         self.items = items
@@ -76,7 +78,8 @@ class DataInfo:
 
 def blank_rgb(preprocess: Preprocess) -> np.ndarray:
     """The RGB input for "no RGB": a normalised black image, float32 (1, 3, H, W), the RGB
-    counterpart of `Preprocess.blank_aux` (the node never needs it: it always has RGB)."""
+    counterpart of `Preprocess.blank_aux` (the node never needs it: it always has RGB).
+    """
     return preprocess.normalise_rgb(np.zeros((preprocess.height, preprocess.width, 3), np.uint8))
 
 
@@ -85,15 +88,27 @@ class SegDataset(Dataset):
 
     Item `key` is sample `key % len` in epoch `key // len` (see `dist.TrainBatches`); it returns
     {"rgb": float32 (3, H, W), "aux": float32 (3, H, W), "label": int64 (H, W), "index": int},
-    (H, W) the preprocess size or, with `crop`, a random window of that size's frames."""
+    (H, W) the preprocess size or, with `crop`, a random window of that size's frames.
+    """
 
-    def __init__(self, source: FrameSource, preprocess: Preprocess, seed: int = 0,
-                 augment: AugmentConfig | None = None, dropout: ModalityDropoutSection | None = None,
-                 blank: str | None = None, crop: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        preprocess: Preprocess,
+        seed: int = 0,
+        augment: AugmentConfig | None = None,
+        dropout: ModalityDropoutSection | None = None,
+        blank: str | None = None,
+        crop: tuple[int, int] | None = None,
+    ) -> None:
         if blank not in (None, "rgb", "aux"):
             raise ValueError(f"blank must be None, 'rgb' or 'aux', got {blank!r}")
-        if crop is not None and not (0 < crop[0] <= preprocess.height and 0 < crop[1] <= preprocess.width):
-            raise ValueError(f"crop {tuple(crop)} does not fit in frames of {preprocess.height}x{preprocess.width}")
+        if crop is not None and not (
+            0 < crop[0] <= preprocess.height and 0 < crop[1] <= preprocess.width
+        ):
+            raise ValueError(
+                f"crop {tuple(crop)} does not fit in frames of {preprocess.height}x{preprocess.width}"
+            )
         self.source = source
         self.preprocess = preprocess
         self.seed = seed
@@ -102,9 +117,15 @@ class SegDataset(Dataset):
         self.blank = blank  # an evaluation set without one modality (sensor failure)
         self.crop = None if crop is None else (int(crop[0]), int(crop[1]))
         # Normalisation checks the image size; a crop is normalised as a frame of its own size.
-        self._normalise = preprocess if crop is None else dataclasses.replace(
-            preprocess, height=self.crop[0], width=self.crop[1])
-        self._blank = {"aux": self._normalise.blank_aux(1)[0], "rgb": blank_rgb(self._normalise)[0]}
+        self._normalise = (
+            preprocess
+            if crop is None
+            else dataclasses.replace(preprocess, height=self.crop[0], width=self.crop[1])
+        )
+        self._blank = {
+            "aux": self._normalise.blank_aux(1)[0],
+            "rgb": blank_rgb(self._normalise)[0],
+        }
 
     def __len__(self) -> int:
         return len(self.source)
@@ -113,7 +134,9 @@ class SegDataset(Dataset):
         """Raw frame -> (rgb, aux, label) uint8 at network size, as the node would encode it."""
         p = self.preprocess
         rgb = p.encode_rgb(frame["rgb"])
-        aux = p.encode_aux(frame["aux"], frame["aux_encoding"], frame.get("camera"), rgb=frame["rgb"])
+        aux = p.encode_aux(
+            frame["aux"], frame["aux_encoding"], frame.get("camera"), rgb=frame["rgb"]
+        )
         return rgb, aux, p.label(frame["label"])
 
     def images(self, key: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
@@ -124,9 +147,13 @@ class SegDataset(Dataset):
         if self.augment is not None or self.crop is not None:
             hw = label.shape
             out = self.crop or hw
-            matrix = random_matrix(rng, hw, out, self.augment or CROP_ONLY, stretch=self.crop is None)
+            matrix = random_matrix(
+                rng, hw, out, self.augment or CROP_ONLY, stretch=self.crop is None
+            )
             rgb = warp(rgb, matrix, out, nearest=False, fill=0)
-            aux = warp(aux, matrix, out, nearest=True, fill=0)  # black = "no data" in every encoding
+            aux = warp(
+                aux, matrix, out, nearest=True, fill=0
+            )  # black = "no data" in every encoding
             label = warp(label, matrix, out, nearest=True, fill=0)  # void
         if self.augment is not None:
             rgb = photometric(rgb, rng, self.augment)
@@ -135,10 +162,19 @@ class SegDataset(Dataset):
     def __getitem__(self, key: int) -> dict[str, Any]:
         return self._tensors(*self.images(key), index=key % len(self))
 
-    def _tensors(self, rgb: np.ndarray, aux: np.ndarray, label: np.ndarray, rng: np.random.Generator,
-                 index: int) -> dict[str, Any]:
+    def _tensors(
+        self,
+        rgb: np.ndarray,
+        aux: np.ndarray,
+        label: np.ndarray,
+        rng: np.random.Generator,
+        index: int,
+    ) -> dict[str, Any]:
         """Normalise, apply modality dropout (or this set's fixed blanking), convert to tensors."""
-        sample = {"rgb": self._normalise.normalise_rgb(rgb)[0], "aux": self._normalise.normalise_aux(aux)[0]}
+        sample = {
+            "rgb": self._normalise.normalise_rgb(rgb)[0],
+            "aux": self._normalise.normalise_aux(aux)[0],
+        }
         drop = self.blank
         if self.dropout is not None:
             u = rng.random()
@@ -148,14 +184,17 @@ class SegDataset(Dataset):
                 drop = "rgb"
         if drop is not None:
             sample[drop] = self._blank[drop]
-        return {"rgb": torch.from_numpy(np.ascontiguousarray(sample["rgb"])),
-                "aux": torch.from_numpy(np.ascontiguousarray(sample["aux"])),
-                "label": torch.from_numpy(label.astype(np.int64)),
-                "index": index}
+        return {
+            "rgb": torch.from_numpy(np.ascontiguousarray(sample["rgb"])),
+            "aux": torch.from_numpy(np.ascontiguousarray(sample["aux"])),
+            "label": torch.from_numpy(label.astype(np.int64)),
+            "index": index,
+        }
 
     def example(self, index: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Item `index` (of epoch 0) and its uint8 images before normalisation, for plots
-        ("rgb", "aux"; a blanked modality shows black)."""
+        ("rgb", "aux"; a blanked modality shows black).
+        """
         rgb, aux, label, rng = self.images(index)
         sample = self._tensors(rgb, aux, label, rng, index)
         if self.blank is not None:
@@ -171,14 +210,24 @@ class SyntheticMix:
     every epoch under a condition picked with the probabilities of `conditions` and, for adverse
     ones, a strength in `strength`, from a generator seeded by (scene seed, scene, epoch). So a
     scene is seen in fog in one epoch and at night in another, and the mix holds on average.
-    `aux`: "depth" (32FC1 metres) or "thermal" (mono16 centikelvin)."""
+    `aux`: "depth" (32FC1 metres) or "thermal" (mono16 centikelvin).
+    """
 
-    def __init__(self, scenes: Any, first: int, length: int, conditions: dict[str, float],
-                 strength: tuple[float, float], aux: str) -> None:
+    def __init__(
+        self,
+        scenes: Any,
+        first: int,
+        length: int,
+        conditions: dict[str, float],
+        strength: tuple[float, float],
+        aux: str,
+    ) -> None:
         unknown = set(conditions) - set(synthetic.CONDITIONS)
         if unknown:
-            raise ValueError(f"data.train_conditions: unknown {sorted(unknown)}; "
-                             f"the generator knows {list(synthetic.CONDITIONS)}")
+            raise ValueError(
+                f"data.train_conditions: unknown {sorted(unknown)}; "
+                f"the generator knows {list(synthetic.CONDITIONS)}"
+            )
         self.scenes = scenes
         self.first = first
         self.length = length
@@ -201,16 +250,22 @@ class SyntheticMix:
         condition, strength = self.condition(index, epoch)
         scene = self.first + index
         s = self.scenes.sample(scene, condition=condition, strength=strength)
-        return {"rgb": s.rgb, "aux": s.depth if self.aux == "depth" else s.thermal,
-                "aux_encoding": self.aux_encoding, "label": s.label, "camera": s.camera,
-                "name": f"synthetic/train/{scene:07d}/{condition}"}
+        return {
+            "rgb": s.rgb,
+            "aux": s.depth if self.aux == "depth" else s.thermal,
+            "aux_encoding": self.aux_encoding,
+            "label": s.label,
+            "camera": s.camera,
+            "name": f"synthetic/train/{scene:07d}/{condition}",
+        }
 
 
 class CachedFrames:
     """A FrameSource holding every frame of `source` (as drawn in epoch 0) in memory, rendered
     once and kept in the .npz `path`. The file stores `recipe` (what made the frames); a file
     with another recipe is rendered again, so a changed config never trains on stale frames.
-    Frames must share one shape and aux encoding (true of one synthetic generator)."""
+    Frames must share one shape and aux encoding (true of one synthetic generator).
+    """
 
     VERSION = 1
 
@@ -241,15 +296,26 @@ class CachedFrames:
             "rgb": np.stack([f["rgb"] for f in frames]),
             "aux": np.stack([f["aux"] for f in frames]),
             "label": np.stack([f["label"] for f in frames]),
-            "camera": np.array([nan if f.get("camera") is None else
-                                (f["camera"].fx, f["camera"].fy, f["camera"].cx, f["camera"].cy)
-                                for f in frames], np.float64),
+            "camera": np.array(
+                [
+                    nan
+                    if f.get("camera") is None
+                    else (f["camera"].fx, f["camera"].fy, f["camera"].cx, f["camera"].cy)
+                    for f in frames
+                ],
+                np.float64,
+            ),
             "name": np.array([f["name"] for f in frames]),
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename: a reader (another rank, a crash) never sees half a file.
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, recipe=np.array(self.recipe), aux_encoding=np.array(self.aux_encoding), **self.arrays)
+        np.savez(
+            tmp,
+            recipe=np.array(self.recipe),
+            aux_encoding=np.array(self.aux_encoding),
+            **self.arrays,
+        )
         os.replace(tmp, self.path)
 
     def __len__(self) -> int:
@@ -258,9 +324,14 @@ class CachedFrames:
     def frame(self, index: int, epoch: int) -> Frame:
         a = self.arrays
         k = a["camera"][index]
-        return {"rgb": a["rgb"][index], "aux": a["aux"][index], "aux_encoding": self.aux_encoding,
-                "label": a["label"][index], "camera": None if np.isnan(k).any() else CameraIntrinsics(*map(float, k)),
-                "name": str(a["name"][index])}
+        return {
+            "rgb": a["rgb"][index],
+            "aux": a["aux"][index],
+            "aux_encoding": self.aux_encoding,
+            "label": a["label"][index],
+            "camera": None if np.isnan(k).any() else CameraIntrinsics(*map(float, k)),
+            "name": str(a["name"][index]),
+        }
 
 
 # -- building the datasets of a config --------------------------------------------------------
@@ -273,7 +344,8 @@ def build_datasets(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset],
 
 def _preprocess(cfg: TrainConfig, modality: str, defaults: dict[str, Any]) -> Preprocess:
     """The Preprocess spec of a config: network size, aux modality and encoding, and AuxSpec
-    fields from `data.aux_options` over the source's `defaults` (e.g. its thermal range)."""
+    fields from `data.aux_options` over the source's `defaults` (e.g. its thermal range).
+    """
     d = cfg.data
     try:
         aux = AuxSpec(modality=modality, encoding=d.aux_encoding, **{**defaults, **d.aux_options})
@@ -282,11 +354,18 @@ def _preprocess(cfg: TrainConfig, modality: str, defaults: dict[str, Any]) -> Pr
     return Preprocess(height=d.size[0], width=d.size[1], aux_spec=aux)
 
 
-def _datasets(cfg: TrainConfig, train: FrameSource, evals: dict[str, FrameSource],
-              preprocess: Preprocess) -> tuple[SegDataset, dict[str, SegDataset]]:
+def _datasets(
+    cfg: TrainConfig, train: FrameSource, evals: dict[str, FrameSource], preprocess: Preprocess
+) -> tuple[SegDataset, dict[str, SegDataset]]:
     fused = cfg.model.arch != "adapnet"
-    train_set = SegDataset(train, preprocess, cfg.seed, cfg.augment, cfg.modality_dropout if fused else None,
-                           crop=cfg.data.crop)
+    train_set = SegDataset(
+        train,
+        preprocess,
+        cfg.seed,
+        cfg.augment,
+        cfg.modality_dropout if fused else None,
+        crop=cfg.data.crop,
+    )
     eval_sets = {name: SegDataset(src, preprocess) for name, src in evals.items()}
     if cfg.eval.no_aux and fused:
         first, source = next(iter(evals.items()))
@@ -300,18 +379,43 @@ def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], Dat
     generator_aux = "thermal" if modality == "infrared" else "depth"
     h, w = d.size
     scenes = synthetic.SyntheticScenes(h, w, seed=d.scene_seed)
-    train: FrameSource = SyntheticMix(scenes, synthetic.SPLITS["train"], d.train_samples,
-                                      d.train_conditions, d.strength, generator_aux)
+    train: FrameSource = SyntheticMix(
+        scenes,
+        synthetic.SPLITS["train"],
+        d.train_samples,
+        d.train_conditions,
+        d.strength,
+        generator_aux,
+    )
     if d.cache is not None:
-        train = CachedFrames(train, d.cache, {
-            "size": list(d.size), "scene_seed": d.scene_seed, "train_samples": d.train_samples,
-            # In order: the order of the shares drives each scene's draw.
-            "train_conditions": list(d.train_conditions.items()), "strength": list(d.strength),
-            "aux": generator_aux})
+        train = CachedFrames(
+            train,
+            d.cache,
+            {
+                "size": list(d.size),
+                "scene_seed": d.scene_seed,
+                "train_samples": d.train_samples,
+                # In order: the order of the shares drives each scene's draw.
+                "train_conditions": list(d.train_conditions.items()),
+                "strength": list(d.strength),
+                "aux": generator_aux,
+            },
+        )
     evals: dict[str, FrameSource] = {
-        c: FixedFrames(synthetic.SyntheticDataset("val", d.val_samples, h, w, d.scene_seed, generator_aux,
-                                                  conditions=(c,), strength=1.0))
-        for c in d.eval_conditions}
+        c: FixedFrames(
+            synthetic.SyntheticDataset(
+                "val",
+                d.val_samples,
+                h,
+                w,
+                d.scene_seed,
+                generator_aux,
+                conditions=(c,),
+                strength=1.0,
+            )
+        )
+        for c in d.eval_conditions
+    }
     defaults = {"intensity_range": synthetic.THERMAL_RANGE} if modality == "infrared" else {}
     preprocess = _preprocess(cfg, modality, defaults)
     info = DataInfo(tuple(synthetic.CLASSES), np.asarray(synthetic.PALETTE, np.uint8), preprocess)
@@ -332,8 +436,10 @@ def _reader(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], DataIn
         train_kwargs.setdefault("split", READER_SPLITS[d.source][0])
         val_kwargs.setdefault("split", READER_SPLITS[d.source][1])
     elif not d.val_reader:
-        raise ValueError(f"data.val_reader: the {d.source} reader has no split argument; name the "
-                         "evaluation subset (e.g. {scene_list: val.txt} for sunrgbd, {scenes: [...]} for scannet)")
+        raise ValueError(
+            f"data.val_reader: the {d.source} reader has no split argument; name the "
+            "evaluation subset (e.g. {scene_list: val.txt} for sunrgbd, {scenes: [...]} for scannet)"
+        )
     try:
         train, val = reader_cls(d.root, **train_kwargs), reader_cls(d.root, **val_kwargs)
     except TypeError as err:  # an argument the reader does not take
@@ -343,8 +449,10 @@ def _reader(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], DataIn
         raise ValueError(f"data.aux {d.aux!r}: the {d.source} reader serves aux as {modality!r}")
     classes = train.class_set
     if tuple(classes.void) != (0,):
-        raise ValueError(f"class set {classes.name!r}: training needs exactly one void class, id 0 "
-                         f"(it has {list(classes.void)})")
+        raise ValueError(
+            f"class set {classes.name!r}: training needs exactly one void class, id 0 "
+            f"(it has {list(classes.void)})"
+        )
     keep = None
     if 0 < d.val_samples < len(val):
         keep = np.linspace(0, len(val) - 1, d.val_samples).round().astype(int).tolist()

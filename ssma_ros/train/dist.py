@@ -40,7 +40,9 @@ def setup(device: str) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' asked for, but torch sees no CUDA GPU; use device=cpu")
+            raise RuntimeError(
+                "device 'cuda' asked for, but torch sees no CUDA GPU; use device=cpu"
+            )
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:
@@ -59,7 +61,8 @@ class ShardSampler(Sampler[int]):
     """Indices rank, rank + world, ... of range(n): every index on exactly one rank, no padding.
 
     DistributedSampler pads with repeated samples so that ranks get equal counts; in evaluation
-    those repeats would be counted twice in the confusion matrix."""
+    those repeats would be counted twice in the confusion matrix.
+    """
 
     def __init__(self, length: int, rank: int, world_size: int) -> None:
         self.indices = list(range(rank, length, world_size))
@@ -77,10 +80,12 @@ class TrainBatches(Sampler[list[int]]):
     Epoch e is DistributedSampler(shuffle, seed, epoch=e) split into batches (incomplete batches
     dropped so every step has the same batch size). `start` skips the batches that an earlier
     run already consumed, without loading them, so a resumed run sees exactly the batches an
-    uninterrupted run would have seen."""
+    uninterrupted run would have seen.
+    """
 
-    def __init__(self, length: int, batch_size: int, rank: int, world_size: int, seed: int,
-                 start: int = 0) -> None:
+    def __init__(
+        self, length: int, batch_size: int, rank: int, world_size: int, seed: int, start: int = 0
+    ) -> None:
         self.length = length
         self.batch_size = batch_size
         self.rank = rank
@@ -90,16 +95,24 @@ class TrainBatches(Sampler[list[int]]):
         per_rank = -(-length // world_size)  # DistributedSampler pads each rank to this size
         self.batches_per_epoch = per_rank // batch_size
         if self.batches_per_epoch == 0:
-            raise ValueError(f"{length} training samples over {world_size} process(es) make no batch of "
-                             f"{batch_size}; lower optim.batch_size or add samples")
+            raise ValueError(
+                f"{length} training samples over {world_size} process(es) make no batch of "
+                f"{batch_size}; lower optim.batch_size or add samples"
+            )
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        sampler = DistributedSampler(range(self.length), num_replicas=self.world_size, rank=self.rank,
-                                     shuffle=True, seed=self.seed, drop_last=False)
+        sampler = DistributedSampler(
+            range(self.length),
+            num_replicas=self.world_size,
+            rank=self.rank,
+            shuffle=True,
+            seed=self.seed,
+            drop_last=False,
+        )
         sampler.set_epoch(epoch)
         indices = list(sampler)
         n = self.batches_per_epoch * self.batch_size
-        return [indices[i:i + self.batch_size] for i in range(0, n, self.batch_size)]
+        return [indices[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, skip = divmod(self.start, self.batches_per_epoch)

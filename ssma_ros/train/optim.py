@@ -16,8 +16,12 @@ def poly_factor(iteration: int, max_iterations: int, power: float = 0.9) -> floa
     return (1.0 - progress) ** power
 
 
-def build_optimizer(groups: Iterable[tuple[list[nn.Parameter], float]], weight_decay: float = 0.0,
-                    betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
+def build_optimizer(
+    groups: Iterable[tuple[list[nn.Parameter], float]],
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.Adam:
     """Adam over (parameters, lr) groups; groups without trainable parameters are dropped."""
     param_groups = []
     for params, lr in groups:
@@ -32,7 +36,9 @@ def build_optimizer(groups: Iterable[tuple[list[nn.Parameter], float]], weight_d
 class PolyLR(torch.optim.lr_scheduler.LambdaLR):
     """Poly decay of every param group from its own base lr, stepped once per iteration."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, max_iterations: int, power: float = 0.9) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, max_iterations: int, power: float = 0.9
+    ) -> None:
         self.max_iterations = max_iterations
         self.power = power
         super().__init__(optimizer, self._factor)

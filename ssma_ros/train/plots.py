@@ -22,8 +22,11 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def plot_curves(train: Sequence[tuple[int, float]], evals: Mapping[str, Sequence[tuple[int, float]]],
-                path: str | Path) -> Path:
+def plot_curves(
+    train: Sequence[tuple[int, float]],
+    evals: Mapping[str, Sequence[tuple[int, float]]],
+    path: str | Path,
+) -> Path:
     """Training loss (log scale) and validation mIoU per evaluation set against iterations."""
     fig = Figure(figsize=(10, 4))
     # Fixed margins: automatic layout engines cost about a second per figure.
@@ -46,8 +49,12 @@ def plot_curves(train: Sequence[tuple[int, float]], evals: Mapping[str, Sequence
     return _save(fig, path)
 
 
-def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: str | Path,
-                   title: str = "confusion (rows: truth, normalised)") -> Path:
+def plot_confusion(
+    confusion: np.ndarray,
+    class_names: Sequence[str],
+    path: str | Path,
+    title: str = "confusion (rows: truth, normalised)",
+) -> Path:
     """Row-normalised confusion matrix (each ground-truth class sums to 1; empty rows stay 0)."""
     cm = np.asarray(confusion, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
@@ -65,8 +72,15 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: str 
         for i in range(n):
             for j in range(n):
                 if norm[i, j] >= 0.01:
-                    ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{norm[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
     fig.colorbar(im, ax=ax, shrink=0.8, pad=0.02)
     return _save(fig, path)
 
@@ -76,19 +90,31 @@ def colorize(label: np.ndarray, palette: np.ndarray) -> np.ndarray:
     return np.asarray(palette, dtype=np.uint8)[np.clip(label, 0, len(palette) - 1)]
 
 
-def plot_samples(rows: Sequence[Mapping[str, np.ndarray]], palette: np.ndarray, path: str | Path,
-                 title: str = "") -> Path:
+def plot_samples(
+    rows: Sequence[Mapping[str, np.ndarray]],
+    palette: np.ndarray,
+    path: str | Path,
+    title: str = "",
+) -> Path:
     """One row per sample: RGB | aux | truth | prediction | confidence.
 
     Each row maps "rgb" and "aux" (uint8 HWC as the network saw them, before normalisation),
-    "label" and "pred" (class ids HW) and "confidence" (max softmax probability, HW, 0..1)."""
+    "label" and "pred" (class ids HW) and "confidence" (max softmax probability, HW, 0..1).
+    """
     columns = ("rgb", "aux", "truth", "prediction", "confidence")
     height = 2.0 * max(len(rows), 1) + 0.6
     fig = Figure(figsize=(2.4 * len(columns) + 0.8, height))
-    fig.subplots_adjust(left=0.01, right=0.92, bottom=0.01, top=1 - 0.6 / height, wspace=0.04, hspace=0.06)
+    fig.subplots_adjust(
+        left=0.01, right=0.92, bottom=0.01, top=1 - 0.6 / height, wspace=0.04, hspace=0.06
+    )
     axes = fig.subplots(max(len(rows), 1), len(columns), squeeze=False)
     for r, row in enumerate(rows):
-        images = (row["rgb"], row["aux"], colorize(row["label"], palette), colorize(row["pred"], palette))
+        images = (
+            row["rgb"],
+            row["aux"],
+            colorize(row["label"], palette),
+            colorize(row["pred"], palette),
+        )
         for c, image in enumerate(images):
             axes[r, c].imshow(image)
         conf = axes[r, 4].imshow(row["confidence"], vmin=0, vmax=1, cmap="viridis")

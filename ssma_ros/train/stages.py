@@ -46,17 +46,21 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
-def expert_mapping(arch: str, modality: str, expert_state: Mapping[str, torch.Tensor]) -> dict[str, str]:
+def expert_mapping(
+    arch: str, modality: str, expert_state: Mapping[str, torch.Tensor]
+) -> dict[str, str]:
     """Expert state-dict key -> fused-model key for every expert tensor the fused `arch` takes."""
     if arch not in EXPERT_TO_FUSION:
-        raise ValueError(f"arch {arch!r} cannot start from unimodal experts; "
-                         f"that works for {sorted(EXPERT_TO_FUSION)} (train it with init.rgb/aux unset)")
+        raise ValueError(
+            f"arch {arch!r} cannot start from unimodal experts; "
+            f"that works for {sorted(EXPERT_TO_FUSION)} (train it with init.rgb/aux unset)"
+        )
     prefixes = EXPERT_TO_FUSION[arch][modality]
     mapping = {}
     for key in expert_state:
         for src, dst in prefixes.items():
             if key.startswith(src):
-                mapping[key] = dst + key[len(src):]
+                mapping[key] = dst + key[len(src) :]
     return mapping
 
 
@@ -66,11 +70,14 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
     fused `model` (parameters and BN buffers, exactly). Returns the number of tensors copied.
 
     Every mapped tensor must exist with the same shape, and every tensor of the target stream must
-    be covered, so an expert of another size or class count fails loudly instead of half-loading."""
+    be covered, so an expert of another size or class count fails loudly instead of half-loading.
+    """
     model = unwrap(model)
     arch = model.arch
     if getattr(expert, "arch", None) != "adapnet":
-        raise ValueError(f"the {modality} expert must be an adapnet checkpoint, got {getattr(expert, 'arch', None)!r}")
+        raise ValueError(
+            f"the {modality} expert must be an adapnet checkpoint, got {getattr(expert, 'arch', None)!r}"
+        )
     if getattr(expert, "modality", modality) != modality:
         raise ValueError(f"init.{modality} holds an expert trained on {expert.modality!r}")
     source = expert.state_dict()
@@ -80,13 +87,17 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
         if dst not in target:
             raise ValueError(f"expert tensor {src} has no place {dst} in the {arch} model")
         if source[src].shape != target[dst].shape:
-            raise ValueError(f"expert tensor {src} {tuple(source[src].shape)} does not fit {dst} "
-                             f"{tuple(target[dst].shape)}: model config or class count differ")
+            raise ValueError(
+                f"expert tensor {src} {tuple(source[src].shape)} does not fit {dst} "
+                f"{tuple(target[dst].shape)}: model config or class count differ"
+            )
     covered = set(mapping.values())
     stream_prefixes = tuple(EXPERT_TO_FUSION[arch][modality].values())
     missing = [k for k in target if k.startswith(stream_prefixes) and k not in covered]
     if missing:
-        raise ValueError(f"the {modality} expert lacks {len(missing)} tensors of the stream, e.g. {missing[:3]}")
+        raise ValueError(
+            f"the {modality} expert lacks {len(missing)} tensors of the stream, e.g. {missing[:3]}"
+        )
     for src, dst in mapping.items():
         target[dst].copy_(source[src])
     return len(mapping)
@@ -99,7 +110,9 @@ def stream_modules(model: nn.Module, freeze: str = "expert") -> list[nn.Module]:
     return [m.encoder for m in modules] if freeze == "encoder" else modules
 
 
-def split_parameters(model: nn.Module, freeze: str = "expert") -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def split_parameters(
+    model: nn.Module, freeze: str = "expert"
+) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(stream parameters, all other parameters) of a model, each parameter in exactly one list."""
     stream = {id(p): p for m in stream_modules(model, freeze) for p in m.parameters()}
     rest = [p for p in unwrap(model).parameters() if id(p) not in stream]
@@ -108,7 +121,8 @@ def split_parameters(model: nn.Module, freeze: str = "expert") -> tuple[list[nn.
 
 def freeze_streams(model: nn.Module, freeze: str = "expert") -> int:
     """Stop training the streams: no gradients, BN and dropout in eval mode. Returns the frozen
-    parameter count. Call `set_train_mode` instead of `model.train()` afterwards so they stay so."""
+    parameter count. Call `set_train_mode` instead of `model.train()` afterwards so they stay so.
+    """
     count = 0
     for module in stream_modules(model, freeze):
         for p in module.parameters():
@@ -138,7 +152,8 @@ def set_train_mode(model: nn.Module, frozen: Sequence[nn.Module] | None = None) 
     """model.train(), except that frozen sub-modules stay in eval mode, as in the released code's
     fixed experts: their BN keeps its running statistics (in train mode BN would still update them
     from each batch) and their dropout is off, so a frozen stream is a fixed function.
-    `frozen`: `frozen_modules(model)` computed once (finding them walks the whole model)."""
+    `frozen`: `frozen_modules(model)` computed once (finding them walks the whole model).
+    """
     model.train()
     for module in frozen_modules(model) if frozen is None else frozen:
         module.eval()

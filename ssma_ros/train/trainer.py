@@ -34,22 +34,37 @@ from .data import SegDataset, build_datasets
 from .dist import DistContext, ShardSampler, TrainBatches, setup
 from .metrics import ConfusionMeter, SegMetrics
 from .optim import PolyLR, build_optimizer
-from .stages import freeze_streams, frozen_modules, load_expert, set_train_mode, split_parameters, unwrap
+from .stages import (
+    freeze_streams,
+    frozen_modules,
+    load_expert,
+    set_train_mode,
+    split_parameters,
+    unwrap,
+)
 
 LAST = "last.pt"
 BEST = "best.pt"
 
 
-def model_inputs(model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+def model_inputs(
+    model: nn.Module, batch: Mapping[str, torch.Tensor], device: torch.device
+) -> list[torch.Tensor]:
     """The tensors `model.forward` takes, in order, from a batch with "rgb" and "aux"."""
     return [batch[name].to(device, non_blocking=True) for name in unwrap(model).input_names]
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device,
-             void_index: int = 0) -> SegMetrics:
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    device: torch.device,
+    void_index: int = 0,
+) -> SegMetrics:
     """Confusion-matrix metrics of `model` over `loader`; under DDP each rank passes its shard
-    (see `ShardSampler`) and every rank returns the metrics of the whole set."""
+    (see `ShardSampler`) and every rank returns the metrics of the whole set.
+    """
     net = unwrap(model)
     meter = ConfusionMeter(num_classes, void_index, device)
     with eval_mode(net):
@@ -62,7 +77,8 @@ def evaluate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """`model` in eval mode inside the block; afterwards every sub-module gets its own mode back
-    (a plain model.train() would unfreeze the BN of frozen streams)."""
+    (a plain model.train() would unfreeze the BN of frozen streams).
+    """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
@@ -87,7 +103,8 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 class CsvLog:
     """Append-only CSV with a fixed header; on resume, rows past the resumed iteration are dropped
-    (they came from a run that went further than its last checkpoint)."""
+    (they came from a run that went further than its last checkpoint).
+    """
 
     def __init__(self, path: Path, header: list[str], resume_from: int | None) -> None:
         self.path = path
@@ -110,9 +127,12 @@ class CsvLog:
 
 class Trainer:
     """Build everything one stage needs from a `TrainConfig`; `run()` trains and returns the
-    final metrics per evaluation set."""
+    final metrics per evaluation set.
+    """
 
-    def __init__(self, cfg: TrainConfig, resume: bool = False, ctx: DistContext | None = None) -> None:
+    def __init__(
+        self, cfg: TrainConfig, resume: bool = False, ctx: DistContext | None = None
+    ) -> None:
         self.cfg = cfg
         self.ctx = ctx or setup(cfg.device)
         self.device = self.ctx.device
@@ -134,8 +154,10 @@ class Trainer:
         if resume and last.exists():
             self._resume(last)
         elif self.ctx.is_main and (resume or last.exists()):
-            print(f"ssma-train: {'nothing to resume' if resume else 'not resuming'} in {self.out}; "
-                  "starting at iteration 0" + ("" if resume else " (--resume continues a run)"))
+            print(
+                f"ssma-train: {'nothing to resume' if resume else 'not resuming'} in {self.out}; "
+                "starting at iteration 0" + ("" if resume else " (--resume continues a run)")
+            )
         if self.iteration == 0:  # a resumed run has restored its RNG state instead
             torch.manual_seed(cfg.seed * 1000 + self.ctx.rank + 1)
         self.net: nn.Module = self.model
@@ -143,19 +165,28 @@ class Trainer:
             if cfg.sync_bn and self.device.type == "cuda":
                 self.net = nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
             self.net = nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "plots").mkdir(exist_ok=True)
             start = self.iteration if resume else None
-            self.train_log = CsvLog(self.out / "train.csv", ["iteration", "loss", "lr", "seconds_per_iteration"], start)
-            self.eval_log = CsvLog(self.out / "eval.csv",
-                                   ["iteration", "set", "miou", "pixel_accuracy"]
-                                   + [f"iou_{c}" for c in self.info.classes], start)
+            self.train_log = CsvLog(
+                self.out / "train.csv", ["iteration", "loss", "lr", "seconds_per_iteration"], start
+            )
+            self.eval_log = CsvLog(
+                self.out / "eval.csv",
+                ["iteration", "set", "miou", "pixel_accuracy"]
+                + [f"iou_{c}" for c in self.info.classes],
+                start,
+            )
             self.writer = None
             if cfg.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter  # heavy import, rank 0 only
-                self.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=start or None)
+
+                self.writer = SummaryWriter(
+                    str(self.out / "tensorboard"), purge_step=start or None
+                )
 
     # -- construction -------------------------------------------------------------------------
 
@@ -170,8 +201,10 @@ class Trainer:
         elif cfg.init.checkpoint is not None:
             source, _ = load_checkpoint(cfg.init.checkpoint)
             if getattr(source, "arch", None) != model.arch:
-                raise ValueError(f"init.checkpoint {cfg.init.checkpoint} holds a {source.arch!r} model, "
-                                 f"not the configured {model.arch!r}")
+                raise ValueError(
+                    f"init.checkpoint {cfg.init.checkpoint} holds a {source.arch!r} model, "
+                    f"not the configured {model.arch!r}"
+                )
             model.load_state_dict(source.state_dict())
         if cfg.stage == "finetune":
             freeze_streams(model, cfg.optim.freeze)
@@ -201,7 +234,9 @@ class Trainer:
             "preprocess": self.info.preprocess.to_dict(),
             "modalities": list(self.cfg.model.modalities),
             "train_config": self.cfg.to_dict(),
-            "metrics": {name: points[-1][1] for name, points in self.history["eval"].items() if points},
+            "metrics": {
+                name: points[-1][1] for name, points in self.history["eval"].items() if points
+            },
             "confusion": {name: m.confusion.tolist() for name, m in self.latest.items()},
         }
 
@@ -236,8 +271,10 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         loaded, meta = load_checkpoint(path)
         if meta.get("stage") != self.cfg.stage or getattr(loaded, "arch", None) != self.model.arch:
-            raise ValueError(f"{path} is a {meta.get('stage')!r}/{getattr(loaded, 'arch', None)!r} run; "
-                             f"the config trains {self.cfg.stage!r}/{self.model.arch!r}")
+            raise ValueError(
+                f"{path} is a {meta.get('stage')!r}/{getattr(loaded, 'arch', None)!r} run; "
+                f"the config trains {self.cfg.stage!r}/{self.model.arch!r}"
+            )
         state = meta["resume"]
         self.model.load_state_dict(loaded.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
@@ -255,32 +292,52 @@ class Trainer:
     # -- data ---------------------------------------------------------------------------------
 
     def _train_loader(self) -> DataLoader:
-        batches = TrainBatches(len(self.train_set), self.cfg.optim.batch_size, self.ctx.rank,
-                               self.ctx.world_size, self.cfg.seed, start=self.iteration)
-        return DataLoader(self.train_set, batch_sampler=batches, num_workers=self.cfg.data.num_workers,
-                          pin_memory=self.device.type == "cuda",
-                          # Own generator: creating the loader must not consume the global RNG
-                          # (that would shift dropout masks between a straight and a resumed run).
-                          generator=torch.Generator().manual_seed(self.cfg.seed))
+        batches = TrainBatches(
+            len(self.train_set),
+            self.cfg.optim.batch_size,
+            self.ctx.rank,
+            self.ctx.world_size,
+            self.cfg.seed,
+            start=self.iteration,
+        )
+        return DataLoader(
+            self.train_set,
+            batch_sampler=batches,
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            # Own generator: creating the loader must not consume the global RNG
+            # (that would shift dropout masks between a straight and a resumed run).
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
 
     def _eval_loader(self, dataset: SegDataset) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.cfg.eval.batch_size,
-                          sampler=ShardSampler(len(dataset), self.ctx.rank, self.ctx.world_size),
-                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda")
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.eval.batch_size,
+            sampler=ShardSampler(len(dataset), self.ctx.rank, self.ctx.world_size),
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
 
     # -- loop ---------------------------------------------------------------------------------
 
     def run(self, stop_at: int | None = None) -> dict[str, SegMetrics]:
         """Train to `optim.iterations`, or pause at iteration `stop_at` (saving `last.pt` there, to
-        continue later with resume; the lr schedule still runs over `optim.iterations`)."""
+        continue later with resume; the lr schedule still runs over `optim.iterations`).
+        """
         cfg = self.cfg
         end = cfg.optim.iterations if stop_at is None else min(stop_at, cfg.optim.iterations)
         results: dict[str, SegMetrics] = {}
         if self.iteration >= end:
             return self.evaluate_all()
         batches = iter(self._train_loader())
-        bar = tqdm(total=cfg.optim.iterations, initial=self.iteration, desc=cfg.stage,
-                   disable=not (self.ctx.is_main and cfg.progress), dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.optim.iterations,
+            initial=self.iteration,
+            desc=cfg.stage,
+            disable=not (self.ctx.is_main and cfg.progress),
+            dynamic_ncols=True,
+        )
         loss_sum, loss_count, busy = 0.0, 0, 0.0
         while self.iteration < end:
             tick = time.perf_counter()
@@ -303,8 +360,12 @@ class Trainer:
                 self._save(improved)
                 if self.ctx.is_main:
                     self._report(results)
-                    bar.write(f"iteration {self.iteration}: " + ", ".join(
-                        f"{name} mIoU {m.miou * 100:.1f}%" for name, m in results.items()))
+                    bar.write(
+                        f"iteration {self.iteration}: "
+                        + ", ".join(
+                            f"{name} mIoU {m.miou * 100:.1f}%" for name, m in results.items()
+                        )
+                    )
             elif self.iteration == end:  # paused between evaluations
                 self._save(improved=False)
         bar.close()
@@ -327,7 +388,8 @@ class Trainer:
 
     def _sync_buffers(self) -> None:
         """Give every rank rank 0's BN statistics. DDP broadcasts them before each forward, so
-        after the last step they differ per rank; evaluation and the checkpoint need one model."""
+        after the last step they differ per rank; evaluation and the checkpoint need one model.
+        """
         if self.ctx.distributed:
             for buffer in self.model.buffers():
                 dist.broadcast(buffer, src=0)
@@ -342,9 +404,16 @@ class Trainer:
     def evaluate_all(self) -> dict[str, SegMetrics]:
         """Metrics on every evaluation set (a collective under DDP: all ranks call it)."""
         self._sync_buffers()
-        return {name: evaluate(self.net, self._eval_loader(ds), self.num_classes, self.device,
-                               self.info.void_index)
-                for name, ds in self.eval_sets.items()}
+        return {
+            name: evaluate(
+                self.net,
+                self._eval_loader(ds),
+                self.num_classes,
+                self.device,
+                self.info.void_index,
+            )
+            for name, ds in self.eval_sets.items()
+        }
 
     # -- reporting (rank 0) -------------------------------------------------------------------
 
@@ -359,11 +428,15 @@ class Trainer:
 
     def _report(self, results: Mapping[str, SegMetrics]) -> None:
         for name, m in results.items():
-            self.eval_log.write([self.iteration, name, f"{m.miou:.6f}", f"{m.pixel_accuracy:.6f}"]
-                                + [f"{v:.6f}" for v in m.iou])
+            self.eval_log.write(
+                [self.iteration, name, f"{m.miou:.6f}", f"{m.pixel_accuracy:.6f}"]
+                + [f"{v:.6f}" for v in m.iou]
+            )
             if self.writer is not None:
                 self.writer.add_scalar(f"val/{name}/miou", m.miou, self.iteration)
-                self.writer.add_scalar(f"val/{name}/pixel_accuracy", m.pixel_accuracy, self.iteration)
+                self.writer.add_scalar(
+                    f"val/{name}/pixel_accuracy", m.pixel_accuracy, self.iteration
+                )
         if self.writer is not None:
             self.writer.flush()
         if not self.cfg.eval.plots:
@@ -371,10 +444,18 @@ class Trainer:
         folder = self.out / "plots"
         plots.plot_curves(self.history["train"], self.history["eval"], folder / "curves.png")
         for name, m in results.items():
-            plots.plot_confusion(m.confusion, self.info.classes, folder / f"confusion_{name}.png",
-                                 title=f"{name}, iteration {self.iteration}: mIoU {m.miou * 100:.1f}%")
-            plots.plot_samples(self._sample_rows(self.eval_sets[name]), self.info.palette,
-                               folder / f"samples_{name}.png", title=f"{name}, iteration {self.iteration}")
+            plots.plot_confusion(
+                m.confusion,
+                self.info.classes,
+                folder / f"confusion_{name}.png",
+                title=f"{name}, iteration {self.iteration}: mIoU {m.miou * 100:.1f}%",
+            )
+            plots.plot_samples(
+                self._sample_rows(self.eval_sets[name]),
+                self.info.palette,
+                folder / f"samples_{name}.png",
+                title=f"{name}, iteration {self.iteration}",
+            )
 
     @torch.no_grad()
     def _sample_rows(self, dataset: SegDataset) -> list[dict[str, np.ndarray]]:
@@ -385,6 +466,12 @@ class Trainer:
                 batch = {k: v[None] for k, v in sample.items() if isinstance(v, torch.Tensor)}
                 prob = torch.softmax(net(*model_inputs(net, batch, self.device)), dim=1)[0]
                 conf, pred = prob.max(dim=0)
-                rows.append({**images, "label": sample["label"].numpy(), "pred": pred.cpu().numpy(),
-                             "confidence": conf.cpu().numpy()})
+                rows.append(
+                    {
+                        **images,
+                        "label": sample["label"].numpy(),
+                        "pred": pred.cpu().numpy(),
+                        "confidence": conf.cpu().numpy(),
+                    }
+                )
         return rows

@@ -30,7 +30,8 @@ def synthia_depth(raw: np.ndarray) -> np.ndarray:
 
 def synthia_class_ids(raw: np.ndarray) -> np.ndarray:
     """The class channel of a GT/LABELS image: the first channel of the file (R), which OpenCV
-    returns last; single-channel images are taken as they are."""
+    returns last; single-channel images are taken as they are.
+    """
     return raw[:, :, 2] if raw.ndim == 3 else raw
 
 
