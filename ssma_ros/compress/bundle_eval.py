@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import load_bundle
-from ..data import synthetic
-from ..node.segmenter import Segmenter
-from ..runtime.loader import load_backend
-from ..train.metrics import ConfusionMeter, SegMetrics
+from ssma_ros.bundle import load_bundle
+from ssma_ros.data import synthetic
+from ssma_ros.node.segmenter import Segmenter
+from ssma_ros.runtime.loader import load_backend
+from ssma_ros.train.metrics import ConfusionMeter, SegMetrics
 
 #: Synthetic generator aux kind per bundle aux modality.
 GENERATOR_AUX = {"depth": "depth", "infrared": "thermal"}

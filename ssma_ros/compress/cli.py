@@ -34,7 +34,7 @@ def serving_meta(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _size(text: str) -> tuple[int, int]:
-    from ..model.info import parse_size
+    from ssma_ros.model.info import parse_size
 
     return parse_size(text)
 
@@ -176,13 +176,13 @@ def _log(message: str) -> None:
 def run(args: argparse.Namespace) -> list:
     import torch
 
-    from ..export.onnx import export_onnx, onnx_matches_torch
-    from ..model.checkpoint import load_checkpoint, save_checkpoint
-    from ..model.info import example_inputs
-    from . import report
-    from .finetune import Distillation, Recipe, finetune
-    from .measure import interleaved_latency, model_cost
-    from .prune import ChannelPruner, accumulate_gradients, excluded_layers
+    from ssma_ros.compress import report
+    from ssma_ros.compress.finetune import Distillation, Recipe, finetune
+    from ssma_ros.compress.measure import interleaved_latency, model_cost
+    from ssma_ros.compress.prune import ChannelPruner, accumulate_gradients, excluded_layers
+    from ssma_ros.export.onnx import export_onnx, onnx_matches_torch
+    from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from ssma_ros.model.info import example_inputs
 
     torch.set_num_threads(args.threads)
     model, meta = load_checkpoint(args.checkpoint)

@@ -19,14 +19,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from ..model.loss import SegLoss
-from ..train.config import TrainConfig, from_dict
-from ..train.data import DataInfo, SegDataset, build_datasets
-from ..train.dist import TrainBatches
-from ..train.metrics import SegMetrics
-from ..train.optim import PolyLR, build_optimizer
-from ..train.trainer import evaluate
-from .prune import Batch
+from ssma_ros.compress.prune import Batch
+from ssma_ros.model.loss import SegLoss
+from ssma_ros.train.config import TrainConfig, from_dict
+from ssma_ros.train.data import DataInfo, SegDataset, build_datasets
+from ssma_ros.train.dist import TrainBatches
+from ssma_ros.train.metrics import SegMetrics
+from ssma_ros.train.optim import PolyLR, build_optimizer
+from ssma_ros.train.trainer import evaluate
 
 
 class CachedSet(Dataset):

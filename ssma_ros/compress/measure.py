@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from ..model.info import count_flops, count_params
+from ssma_ros.model.info import count_flops, count_params
 
 
 @dataclass(frozen=True)

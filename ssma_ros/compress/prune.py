@@ -37,8 +37,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..model.backbone import Encoder
-from ..model.decoder import Decoder
+from ssma_ros.model.backbone import Encoder
+from ssma_ros.model.decoder import Decoder
 
 #: Why each kind of excluded layer keeps its output channels.
 EXCLUDED_REASONS = {

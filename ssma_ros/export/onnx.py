@@ -26,7 +26,7 @@ import onnx
 import torch
 from torch import nn
 
-from ..model.info import example_inputs
+from ssma_ros.model.info import example_inputs
 
 SUPPORTED_OPSETS = (18, 19, 20)
 OUTPUT_NAME = "logits"

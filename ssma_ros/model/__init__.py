@@ -1,10 +1,10 @@
 """AdapNet++ and SSMA networks, their configs, loss and checkpoint format."""
 
-from .builder import ARCHS, build_model
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import CONFIGS, ModelConfig, get_config
-from .loss import SegLoss
-from .ssma import capture_gates
+from ssma_ros.model.builder import ARCHS, build_model
+from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from ssma_ros.model.config import CONFIGS, ModelConfig, get_config
+from ssma_ros.model.loss import SegLoss
+from ssma_ros.model.ssma import capture_gates
 
 __all__ = [
     "ARCHS",

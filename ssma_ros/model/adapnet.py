@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import Encoder, build_encoder
-from .config import ModelConfig
-from .decoder import Decoder, TrainOutput
-from .easpp import EASPP
-from .layers import check_input, conv_bn
+from ssma_ros.model.backbone import Encoder, build_encoder
+from ssma_ros.model.config import ModelConfig
+from ssma_ros.model.decoder import Decoder, TrainOutput
+from ssma_ros.model.easpp import EASPP
+from ssma_ros.model.layers import check_input, conv_bn
 
 #: Expert outputs: eASPP features (1/16), skip from stage 1 (1/8), skip from stage 0 (1/4).
 ExpertOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

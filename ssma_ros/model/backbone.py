@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .layers import conv
+from ssma_ros.model.config import ModelConfig
+from ssma_ros.model.layers import conv
 
 
 class MultiscaleConv(nn.Module):

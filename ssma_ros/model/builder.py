@@ -6,11 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from .adapnet import AdapNetPP, build_decoder, build_expert
-from .config import ModelConfig, get_config
-from .fusion import EarlyFusion, LateFusion
-from .layers import he_init_
-from .ssma import build_ssma
+from ssma_ros.model.adapnet import AdapNetPP, build_decoder, build_expert
+from ssma_ros.model.config import ModelConfig, get_config
+from ssma_ros.model.fusion import EarlyFusion, LateFusion
+from ssma_ros.model.layers import he_init_
+from ssma_ros.model.ssma import build_ssma
 
 ARCHS = ("adapnet", "ssma", "early", "late")
 MODALITIES = ("rgb", "aux")

@@ -27,8 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .builder import build_model
-from .config import config_name
+from ssma_ros.model.builder import build_model
+from ssma_ros.model.config import config_name
 
 FORMAT = "ssma_ros.checkpoint/1"
 RESERVED = ("format", "arch", "config", "num_classes", "modality", "pruned", "model")

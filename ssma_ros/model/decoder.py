@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import conv_bn, deconv_bn
+from ssma_ros.model.layers import conv_bn, deconv_bn
 
 #: What a model returns in train mode: logits, aux head at 1/4, aux head at 1/8 (all at input size).
 TrainOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

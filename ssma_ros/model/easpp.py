@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import conv_bn
+from ssma_ros.model.layers import conv_bn
 
 
 class ImagePooling(nn.Module):

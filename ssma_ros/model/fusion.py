@@ -7,10 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .adapnet import AdapNetPP, Expert
-from .config import ModelConfig
-from .decoder import Decoder, TrainOutput
-from .layers import check_pair
+from ssma_ros.model.adapnet import AdapNetPP, Expert
+from ssma_ros.model.config import ModelConfig
+from ssma_ros.model.decoder import Decoder, TrainOutput
+from ssma_ros.model.layers import check_pair
 
 
 class EarlyFusion(nn.Module):

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .builder import ARCHS, build_model
-from .config import CONFIGS
+from ssma_ros.model.builder import ARCHS, build_model
+from ssma_ros.model.config import CONFIGS
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .config import OUTPUT_STRIDE
+from ssma_ros.model.config import OUTPUT_STRIDE
 
 
 def conv(

@@ -8,10 +8,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .adapnet import AdapNetPP, Expert, build_decoder, build_expert
-from .config import ModelConfig
-from .decoder import Decoder, TrainOutput
-from .layers import check_pair, conv, conv_bn
+from ssma_ros.model.adapnet import AdapNetPP, Expert, build_decoder, build_expert
+from ssma_ros.model.config import ModelConfig
+from ssma_ros.model.decoder import Decoder, TrainOutput
+from ssma_ros.model.layers import check_pair, conv, conv_bn
 
 
 class SSMABlock(nn.Module):

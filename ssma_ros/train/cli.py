@@ -10,7 +10,7 @@ import math
 import sys
 from collections.abc import Sequence
 
-from .config import ConfigError, load_config
+from ssma_ros.train.config import ConfigError, load_config
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,8 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
 
-    from . import dist
-    from .trainer import Trainer  # torch and the model only once the config is known to be good
+    from ssma_ros.train import dist
+    from ssma_ros.train.trainer import (
+        Trainer,  # torch and the model only once the config is known to be good
+    )
 
     ctx = dist.setup(cfg.device)
     try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .augment import AugmentConfig
+from ssma_ros.train.augment import AugmentConfig
 
 STAGES = ("expert", "fusion", "finetune")
 SOURCES = ("synthetic", "cityscapes", "freiburg_forest", "sunrgbd", "scannet", "synthia")

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..data import synthetic
-from ..data.encodings import CameraIntrinsics
-from ..data.preprocess import AuxSpec, Preprocess
-from .augment import AugmentConfig, photometric, random_matrix, warp
-from .config import ModalityDropoutSection, TrainConfig
+from ssma_ros.data import synthetic
+from ssma_ros.data.encodings import CameraIntrinsics
+from ssma_ros.data.preprocess import AuxSpec, Preprocess
+from ssma_ros.train.augment import AugmentConfig, photometric, random_matrix, warp
+from ssma_ros.train.config import ModalityDropoutSection, TrainConfig
 
 #: A raw frame, as the dataset readers and `synthetic.SyntheticDataset` give it: "rgb" uint8
 #: HxWx3, "aux" the raw sensor array, "aux_encoding" its sensor_msgs encoding (16UC1, 32FC1,
@@ -427,7 +427,7 @@ READER_SPLITS = {"cityscapes": ("train", "val"), "freiburg_forest": ("train", "t
 
 
 def _reader(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], DataInfo]:
-    from ..data.readers import READERS  # training-side only: OpenCV file I/O
+    from ssma_ros.data.readers import READERS  # training-side only: OpenCV file I/O
 
     d = cfg.data
     reader_cls = READERS[d.source]

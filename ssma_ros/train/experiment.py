@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from ..data import synthetic
-from .config import ConfigError, TrainConfig, apply_override, from_dict
-from .metrics import scores
+from ssma_ros.data import synthetic
+from ssma_ros.train.config import ConfigError, TrainConfig, apply_override, from_dict
+from ssma_ros.train.metrics import scores
 
 RESULTS = "results.json"
 CONFUSIONS = "confusions.npz"
@@ -223,7 +223,7 @@ def run(
     """Train the runs `names` (default all) in the experiment's order; returns and records
     (in TIMINGS, merged with earlier entries) each run's wall time.
     """
-    from .trainer import Trainer
+    from ssma_ros.train.trainer import Trainer
 
     known = [r.name for r in exp.runs]
     unknown = sorted(set(names or ()) - set(known))
@@ -322,9 +322,9 @@ def score_frames(
     import torch
     from torch.utils.data import DataLoader
 
-    from .data import FixedFrames, SegDataset
-    from .metrics import confusion_matrix
-    from .trainer import model_inputs
+    from ssma_ros.train.data import FixedFrames, SegDataset
+    from ssma_ros.train.metrics import confusion_matrix
+    from ssma_ros.train.trainer import model_inputs
 
     dataset = SegDataset(FixedFrames(frames), preprocess, blank=blank)
     loader = DataLoader(dataset, batch_size=batch_size)
@@ -343,8 +343,8 @@ def evaluate(
     exp: Experiment, configs: Mapping[str, TrainConfig], output_dir: str | Path | None = None
 ) -> dict[str, Any]:
     """Score every run's checkpoint on the test frames; write RESULTS and CONFUSIONS."""
-    from ..data.preprocess import Preprocess
-    from ..model.checkpoint import load_checkpoint
+    from ssma_ros.data.preprocess import Preprocess
+    from ssma_ros.model.checkpoint import load_checkpoint
 
     out = Path(output_dir or exp.output_dir)
     t = exp.test
@@ -557,7 +557,7 @@ def plot_figures(
     """
     from matplotlib.figure import Figure
 
-    from .plots import colorize
+    from ssma_ros.train.plots import colorize
 
     folder.mkdir(parents=True, exist_ok=True)
     conditions = list(results["test"]["conditions"])

@@ -25,16 +25,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..model.builder import build_model
-from ..model.checkpoint import load_checkpoint, save_checkpoint
-from ..model.loss import SegLoss
-from . import plots
-from .config import TrainConfig
-from .data import SegDataset, build_datasets
-from .dist import DistContext, ShardSampler, TrainBatches, setup
-from .metrics import ConfusionMeter, SegMetrics
-from .optim import PolyLR, build_optimizer
-from .stages import (
+from ssma_ros.model.builder import build_model
+from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
+from ssma_ros.model.loss import SegLoss
+from ssma_ros.train import plots
+from ssma_ros.train.config import TrainConfig
+from ssma_ros.train.data import SegDataset, build_datasets
+from ssma_ros.train.dist import DistContext, ShardSampler, TrainBatches, setup
+from ssma_ros.train.metrics import ConfusionMeter, SegMetrics
+from ssma_ros.train.optim import PolyLR, build_optimizer
+from ssma_ros.train.stages import (
     freeze_streams,
     frozen_modules,
     load_expert,
