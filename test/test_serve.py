@@ -5,9 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from ssma_ros.serve.decode import FrameDecoder
 from ssma_ros.serve.gate import StampGate, Verdict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,3 +119,77 @@ def test_gate_thresholds_must_be_finite_and_positive() -> None:
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="jump_back_s must be a finite number > 0"):
             StampGate(jump_back_s=bad)
+
+
+# -- the decode policy (fault 10) -------------------------------------------------------------
+
+
+def message(array: np.ndarray, encoding: str):
+    """Make a duck-typed Image (as a bag reader may give): the fields the codec reads."""
+    hwc = array if array.ndim == 3 else array[:, :, None]
+    return SimpleNamespace(
+        height=hwc.shape[0],
+        width=hwc.shape[1],
+        encoding=encoding,
+        is_bigendian=int(sys.byteorder == "big"),
+        step=hwc.shape[1] * hwc.shape[2] * hwc.dtype.itemsize,
+        data=np.ascontiguousarray(hwc).tobytes(),
+    )
+
+
+DEPTH = FrameDecoder("depth", ("16UC1", "32FC1"))
+THERMAL = FrameDecoder("infrared", ("mono8", "mono16"))
+RGB8 = np.random.default_rng(0).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "array"),
+    [
+        ("rgb8", RGB8),
+        ("bgr8", RGB8[:, :, ::-1]),
+        ("rgba8", np.dstack([RGB8, np.full((4, 6), 255, np.uint8)])),
+        ("bgra8", np.dstack([RGB8[:, :, ::-1], np.zeros((4, 6), np.uint8)])),
+    ],
+)
+def test_every_colour_encoding_decodes_to_the_same_rgb(encoding, array) -> None:
+    decoded = DEPTH.decode(message(array, encoding))
+    assert decoded.problem is None and decoded.aux is None
+    np.testing.assert_array_equal(decoded.rgb, RGB8)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "dtype"), [("16UC1", np.uint16), ("mono16", np.uint16), ("8UC1", np.uint8)]
+)
+def test_depth_like_encodings_on_the_rgb_topic_are_refused_and_counted(encoding, dtype) -> None:
+    """Fault 10: they were segmented as if they were images, nothing counted."""
+    decoded = DEPTH.decode(message(np.full((4, 6), 100, dtype), encoding))
+    assert decoded.rgb is None and decoded.problem.counter == "bad_encoding"
+    assert decoded.problem.message.startswith(f"rgb encoding {encoding!r} is not a colour image")
+
+
+def test_aux_encodings_follow_the_bundle_modality() -> None:
+    depth_mm = np.full((4, 6), 1500, np.uint16)
+    ok = DEPTH.decode(message(RGB8, "rgb8"), message(depth_mm, "16UC1"))
+    assert ok.problem is None and ok.aux_encoding == "16UC1"
+    np.testing.assert_array_equal(ok.aux, depth_mm)
+    metres = DEPTH.decode(message(RGB8, "rgb8"), message(np.ones((4, 6), np.float32), "32FC1"))
+    assert metres.problem is None and metres.aux.dtype == np.float32
+    wrong = DEPTH.decode(message(RGB8, "rgb8"), message(depth_mm, "mono16"))
+    assert wrong.rgb is None and wrong.problem.counter == "bad_encoding"
+    assert "cannot feed a depth model; expected one of ['16UC1', '32FC1']" in wrong.problem.message
+    thermal = THERMAL.decode(message(RGB8, "rgb8"), message(depth_mm, "mono16"))
+    assert thermal.problem is None and thermal.aux_encoding == "mono16"
+    assert THERMAL.decode(message(RGB8, "rgb8"), message(depth_mm, "16UC1")).rgb is None
+
+
+def test_bad_aux_frames() -> None:
+    truncated = message(np.ones((4, 6), np.uint16), "16UC1")
+    truncated.data = truncated.data[:-2]
+    bad = DEPTH.decode(message(RGB8, "rgb8"), truncated)
+    assert bad.rgb is None and bad.problem.counter == "bad_image"
+    small = DEPTH.decode(message(RGB8, "rgb8"), message(np.ones((2, 3), np.uint16), "16UC1"))
+    assert small.problem.counter == "size_mismatch"
+    assert small.problem.message.startswith("rgb is 6x4 but aux is 3x2")
+    blank = DEPTH.decode(message(RGB8, "rgb8"), message(np.zeros((4, 6), np.uint16), "16UC1"))
+    assert blank.problem.counter == "aux_all_invalid" and blank.aux is None
+    np.testing.assert_array_equal(blank.rgb, RGB8)  # served from RGB alone

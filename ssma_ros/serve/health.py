@@ -23,7 +23,8 @@ COUNTERS = (
     "bad_image",  # truncated or inconsistent Image messages
     "size_mismatch",  # rgb and aux of different sizes
     "out_of_order",  # a pair older than the last one served
-    "late_aux",  # pairs whose rgb frame had been served alone just before (aux came back): not served twice
+    "late_aux",  # pairs whose rgb frame was just served alone (aux came back): not served twice
+    "time_jumps",  # stamps that jumped back, or ahead of the node's clock (the gate restarted)
     "aux_all_invalid",  # depth frames without a single valid pixel (served as RGB only)
     "no_camera_info",  # frames that could not make ~/cloud for want of camera_info
     "bad_camera_info",  # camera_info messages without a usable K
