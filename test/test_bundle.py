@@ -458,3 +458,55 @@ def test_a_linked_bundle_folder_and_links_inside_it_load(bundle_dir: Path, tmp_p
     (bundle_dir / "model.onnx").symlink_to("v1/model.onnx")
     (tmp_path / "current").symlink_to(bundle_dir)
     assert load_bundle(tmp_path / "current").path == bundle_dir.resolve()
+
+
+# -- backends refuse a corrupt model instead of replacing it (fault 6) ------------------------
+
+
+def rewrite(source: Path, out: Path, onnx_model=None, checkpoint: Path | None = None) -> Path:
+    """Re-bundle `source` with another model.onnx and/or model.pt (a consistent bundle.json)."""
+    meta = json.loads((source / "bundle.json").read_text())
+    shutil.copytree(source, out)
+    if onnx_model is not None:
+        onnx.save(onnx_model, str(out / "model.onnx"))
+    return write_bundle(
+        out,
+        out / "model.onnx",
+        name=meta["name"],
+        arch=meta["arch"],
+        classes=meta["classes"],
+        palette=meta["palette"],
+        preprocess=meta["preprocess"],
+        void_indices=meta["void_indices"],
+        checkpoint_path=checkpoint if checkpoint is not None else out / "model.pt",
+    )
+
+
+def test_auto_never_replaces_a_model_onnxruntime_rejects(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Fault 6: a model.onnx ONNX Runtime refused made `auto` serve model.pt with torch."""
+    from ssma_ros.runtime import load_backend
+
+    model = onnx.load(str(tiny_bundle / "model.onnx"))
+    model.graph.node[0].op_type = "NoSuchOperator"  # parses, but no runtime can run it
+    bundle = load_bundle(rewrite(tiny_bundle, tmp_path / "bad", onnx_model=model))
+    with pytest.raises(BundleError) as err:
+        load_backend(bundle, "auto", "cpu")
+    assert str(err.value).startswith(f"{bundle.onnx_path} is rejected by onnxruntime (")
+    assert "NoSuchOperator" in str(err.value)
+
+
+def test_a_model_pt_that_is_not_a_checkpoint_is_a_bundle_error(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Fault 6: it escaped as a zip-archive traceback."""
+    from ssma_ros.runtime import load_backend
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00" * 4096)
+    bundle = load_bundle(rewrite(tiny_bundle, tmp_path / "bad", checkpoint=garbage))
+    with pytest.raises(BundleError) as err:
+        load_backend(bundle, "torch", "cpu")
+    assert str(err.value).startswith(f"{bundle.checkpoint_path} is not a readable checkpoint (")
+    assert str(err.value).endswith("re-copy the bundle or re-export it with ssma-export")
