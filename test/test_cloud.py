@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -297,6 +298,14 @@ def test_ray_table_is_computed_once_per_camera_info(monkeypatch):
         (distorted_info("plumb_bob", [0.1, 0.2, 0.0]), "plumb_bob needs 4 or 5 coefficients"),
         (distorted_info("plumb_bob", [float("nan")] * 5), "D has non-finite coefficients"),
         (distorted_info("plumb_bob", [0.0] * 5, width=BIG_W, height=BIG_W), "aspect ratio"),
+        (
+            SimpleNamespace(width=None, height=BIG_H, k=K_BIG.ravel(), d=[], distortion_model=""),
+            "malformed camera_info: int",
+        ),
+        (
+            SimpleNamespace(width=BIG_W, height=BIG_H, k=[1.0] * 4, d=[], distortion_model=""),
+            "camera_info K: expected 9, 12 or 16 matrix entries, got 4",
+        ),
     ],
 )
 def test_a_bad_camera_info_says_what_is_wrong_with_it(info, message):

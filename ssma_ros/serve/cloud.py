@@ -198,7 +198,10 @@ class CameraGeometry:
             msg = self._msg
             if msg is None:
                 raise CameraInfoError(f"no camera_info received yet on {self.topic}")
-            key = _content(msg, width, height)
+            try:
+                key = _content(msg, width, height)
+            except (TypeError, ValueError) as exc:  # fields of the wrong type or size
+                raise CameraInfoError(f"malformed camera_info: {exc}") from exc
             cached = self._cached if key == self._key else None
             if isinstance(cached, CameraInfoError):
                 raise cached
