@@ -121,6 +121,10 @@ class InitSection:
     rgb: str | None = None  # stage "fusion": expert checkpoint for the rgb stream
     aux: str | None = None  # stage "fusion": expert checkpoint for the aux stream
     checkpoint: str | None = None  # start from these weights (same arch), e.g. stage "finetune"
+    # ImageNet ResNet-50 weights on disk (timm resnetv2_50 or torchvision resnet50, .safetensors
+    # or .pth) for the encoders of a model trained from scratch: one file for every encoder, or
+    # {rgb: FILE, aux: FILE} (model/pretrained.py).
+    backbone: str | dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,7 @@ def check(cfg: TrainConfig) -> None:
             )
         if cfg.init.checkpoint is not None:
             raise ConfigError("give either init.checkpoint or init.rgb + init.aux, not both")
+    _check_backbone(cfg)
     if cfg.stage == "finetune" and cfg.init.checkpoint is None:
         raise ConfigError("stage 'finetune' needs init.checkpoint (the stage 'fusion' result)")
     h, w = d.size
@@ -250,6 +255,34 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("sync_bn needs device 'cuda' (SyncBatchNorm runs on NCCL)")
     if d.num_workers < 0:
         raise ConfigError("data.num_workers must be >= 0")
+
+
+def _check_backbone(cfg: TrainConfig) -> None:
+    init, m = cfg.init, cfg.model
+    if init.backbone is None:
+        return
+    if init.checkpoint is not None or init.rgb is not None:
+        raise ConfigError(
+            "init.backbone starts encoders from ImageNet; init.checkpoint and init.rgb/aux "
+            "replace them with trained ones: give one or the other"
+        )
+    if m.arch == "early":
+        raise ConfigError(
+            "init.backbone: early fusion's one encoder sees stacked rgb + aux channels, which "
+            "no ImageNet network has; use adapnet, ssma or late"
+        )
+    if m.config != "full":
+        raise ConfigError(
+            f"init.backbone: ImageNet ResNet-50 weights fit model.config 'full', not {m.config!r}"
+        )
+    if isinstance(init.backbone, dict):
+        streams = set(m.modalities)
+        unknown = sorted(set(init.backbone) - streams)
+        if unknown or not init.backbone:
+            raise ConfigError(
+                f"init.backbone: name the encoders of {sorted(streams)}, "
+                f"got {sorted(init.backbone)}"
+            )
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:

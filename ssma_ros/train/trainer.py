@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ssma_ros.model.builder import build_model
 from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from ssma_ros.model.loss import SegLoss
+from ssma_ros.model.pretrained import init_backbones
 from ssma_ros.train import plots
 from ssma_ros.train.config import TrainConfig
 from ssma_ros.train.data import SegDataset, build_datasets
@@ -206,6 +207,10 @@ class Trainer:
                     f"not the configured {model.arch!r}"
                 )
             model.load_state_dict(source.state_dict())
+        elif cfg.init.backbone is not None:
+            for report in init_backbones(model, cfg.init.backbone):
+                if self.ctx.is_main:
+                    print(f"ssma-train: init.backbone: {report.summary()}")
         if cfg.stage == "finetune":
             freeze_streams(model, cfg.optim.freeze)
         return model.to(self.device)
