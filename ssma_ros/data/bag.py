@@ -3,9 +3,11 @@
 Messages are read with the `rosbags` library in the order the bag stores them (receive time, as
 the node's subscriptions would have seen them), paired by the node's own built-in synchroniser
 (`serve.sync.ApproximateTimeSync`, the same pairing as message_filters) with the node's slop and
-queue size, and decoded by the node's own codec (`serve.codec`): every encoding the node accepts
-(rgb: rgb8, bgr8, rgba8, bgra8, mono8, mono16, 16UC1; aux: 16UC1, 32FC1, mono8, mono16), and
-sensor_msgs/CompressedImage (jpeg/png, and image_transport's compressedDepth png). The folder:
+queue size, and decoded by the node's own decoder (`serve.decode.FrameDecoder` over its codec):
+every encoding the node accepts (rgb: rgb8, bgr8, rgba8, bgra8, mono8; aux: depth 16UC1, 32FC1
+or infrared mono8, mono16), and sensor_msgs/CompressedImage (jpeg/png, and image_transport's
+compressedDepth png), decompressed first. Pairs the node would not fuse (undecodable, aux not
+registered to rgb, depth without a valid pixel) are skipped and counted. The folder:
 
     OUT/rgb/000000.png        8-bit colour
     OUT/aux/000000.png        depth: 16-bit millimetres (0 = invalid); infrared: the raw mono8 or
@@ -22,10 +24,12 @@ from __future__ import annotations
 
 import csv
 import struct
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import cv2
@@ -33,7 +37,8 @@ import numpy as np
 import yaml
 
 from ssma_ros.data.encodings import DEPTH_ENCODINGS, INTENSITY_ENCODINGS, depth_to_metres
-from ssma_ros.serve.codec import ImageFormatError, image_to_numpy, to_rgb8
+from ssma_ros.serve.codec import ImageFormatError
+from ssma_ros.serve.decode import FrameDecoder
 from ssma_ros.serve.sync import ApproximateTimeSync, stamp_ns
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -75,30 +80,37 @@ class Extraction:
         return text
 
 
-def decode_rgb(msg: Any, msgtype: str) -> np.ndarray:
-    """Decode an rgb message to uint8 H x W x 3 RGB as the node does (ImageFormatError if not)."""
-    if msgtype == COMPRESSED:
-        image = _imdecode(msg, cv2.IMREAD_COLOR)
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return to_rgb8(image_to_numpy(msg), msg.encoding)
+#: The aux encodings a dataset may hold: a depth or an infrared model's (serve.decode).
+AUX_ENCODINGS = DEPTH_ENCODINGS + INTENSITY_ENCODINGS
 
 
-def decode_aux(msg: Any, msgtype: str) -> tuple[np.ndarray, str]:
-    """Decode an aux message to (raw array, its sensor_msgs encoding) as the node does."""
-    if msgtype == COMPRESSED:
-        fmt = str(msg.format)
-        if "compressedDepth" in fmt:
-            return _compressed_depth(msg)
-        image = _imdecode(msg, cv2.IMREAD_UNCHANGED)
-        if image.ndim != 2:
-            raise ImageFormatError(f"compressed aux must be single-channel, got {image.shape}")
-        return image, "mono8" if image.dtype == np.uint8 else "mono16"
-    if msg.encoding not in DEPTH_ENCODINGS + INTENSITY_ENCODINGS:
-        raise ImageFormatError(
-            f"aux encoding {msg.encoding!r}: the node takes depth {list(DEPTH_ENCODINGS)} or "
-            f"infrared {list(INTENSITY_ENCODINGS)}"
-        )
-    return image_to_numpy(msg), msg.encoding
+def as_image(msg: Any, msgtype: str) -> Any:
+    """Give a message as a (duck-typed) sensor_msgs/Image, for the node's decoder.
+
+    An Image is itself; a CompressedImage is decompressed: jpeg/png colour as bgr8, png grey as
+    mono8/mono16, compressedDepth as 16UC1/32FC1.
+    """
+    if msgtype != COMPRESSED:
+        return msg
+    fmt = str(msg.format)
+    if "compressedDepth" in fmt:
+        array, encoding = _compressed_depth(msg)
+    else:
+        array = _imdecode(msg, cv2.IMREAD_UNCHANGED)
+        if array.ndim == 3 and array.shape[2] == 4:
+            array = cv2.cvtColor(array, cv2.COLOR_BGRA2BGR)
+        encoding = "bgr8" if array.ndim == 3 else "mono8" if array.dtype == np.uint8 else "mono16"
+    array = np.ascontiguousarray(array)
+    return SimpleNamespace(
+        header=msg.header,
+        height=array.shape[0],
+        width=array.shape[1],
+        encoding=encoding,
+        is_bigendian=int(sys.byteorder == "big"),
+        step=array.shape[1] * array.itemsize * (array.shape[2] if array.ndim == 3 else 1),
+        data=array.reshape(-1).view(np.uint8),
+        format=fmt,
+    )
 
 
 def aux_png(aux: np.ndarray, encoding: str) -> np.ndarray:
@@ -251,11 +263,13 @@ def extract(
         "pairs": result.written,
     }
     (out / META).write_text(yaml.safe_dump(meta, sort_keys=False))
-    if result.written == 0:
+    if result.pairs == 0:
         raise BagError(
-            f"{bag}: no rgb/aux pair within slop {slop} s on {rgb_topic} and {aux_topic}"
-            + (f" ({result.summary()})" if result.skipped else "; raise --slop?")
+            f"{bag}: no rgb/aux pair within slop {slop} s on {rgb_topic} and {aux_topic} "
+            "(raise --slop?)"
         )
+    if result.written == 0:
+        raise BagError(f"{bag}: no usable pair: {result.summary()}")
     return result
 
 
@@ -300,6 +314,8 @@ class _PairWriter:
     def __init__(self, out: Path, every: int, result: Extraction) -> None:
         self.out, self.every, self.result = out, every, result
         self.types: dict[str, str] = {}
+        # The node's decoder, for a model of either aux kind.
+        self.decoder = FrameDecoder("depth or infrared", AUX_ENCODINGS)
         self.stored_encoding: str | None = None  # of aux/*.png: 16UC1, mono8 or mono16
         self._index = (out / INDEX).open("w", newline="")
         self._csv = csv.writer(self._index)
@@ -311,16 +327,16 @@ class _PairWriter:
         if (result.pairs - 1) % self.every:
             return
         try:
-            rgb = decode_rgb(rgb_msg, self.types["rgb"])
-            aux, encoding = decode_aux(aux_msg, self.types["aux"])
-        except ImageFormatError as err:
-            return self._skip("undecodable", str(err))
-        if aux.shape[:2] != rgb.shape[:2]:
-            return self._skip(
-                "size_mismatch",
-                f"rgb {rgb.shape[1]}x{rgb.shape[0]}, aux {aux.shape[1]}x{aux.shape[0]}: "
-                "record aux registered to the rgb camera",
+            decoded = self.decoder.decode(
+                as_image(rgb_msg, self.types["rgb"]), as_image(aux_msg, self.types["aux"])
             )
+        except ImageFormatError as err:  # a compressed image that does not decompress
+            return self._skip("bad_image", str(err))
+        if decoded.problem is not None or decoded.aux is None:
+            # As the node: undecodable, unregistered or all-invalid aux is not a fused frame.
+            problem = decoded.problem
+            return self._skip(problem.counter, problem.message)
+        rgb, aux, encoding = decoded.rgb, decoded.aux, decoded.aux_encoding
         kind = "depth" if encoding in DEPTH_ENCODINGS else "intensity"
         stored = aux_png(aux, encoding)
         stored_encoding = "16UC1" if kind == "depth" else encoding
