@@ -50,11 +50,45 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     bag.add_argument("--overwrite", action="store_true", help="write over an existing dataset")
     bag.add_argument("--no-progress", action="store_true", help="no progress bar")
+    check = commands.add_parser(
+        "check",
+        help="read every label of a dataset folder and print its split",
+        description=(
+            "Check a dataset folder (rgb/, aux/, labels/, classes.yaml; see "
+            "ssma_ros/data/readers/folder.py): every label's ids and size, and the train/val "
+            "split training will use."
+        ),
+    )
+    check.add_argument("root", help="dataset folder")
+    check.add_argument("--classes", help="class-set file (default ROOT/classes.yaml)")
+    check.add_argument("--val-fraction", type=float, default=0.2)
+    check.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
+
+
+def check(args: argparse.Namespace) -> int:
+    from ssma_ros.data.readers.folder import FolderDatasetError, FolderReader
+
+    options = {"classes": args.classes, "val_fraction": args.val_fraction, "seed": args.seed}
+    try:
+        train, val = (FolderReader(args.root, split, **options) for split in ("train", "val"))
+    except (FolderDatasetError, ValueError) as err:
+        print(f"ssma-dataset: {err}", file=sys.stderr)
+        return 1
+    classes = train.class_set
+    print(
+        f"{args.root}: {len(train)} train + {len(val)} val labelled frames, aux "
+        f"{train.aux_kind} ({train.aux_encoding}), {classes.num_classes} classes "
+        f"({', '.join(classes.names)}; void {list(classes.void)})"
+        + ("" if train.camera is None else ", camera_info.yaml")
+    )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "check":
+        return check(args)
     from ssma_ros.data.bag import BagError, extract
 
     try:

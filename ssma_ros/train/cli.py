@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
 
+    from ssma_ros.data.readers.folder import FolderDatasetError
     from ssma_ros.model.pretrained import PretrainedError
     from ssma_ros.train import dist
     from ssma_ros.train.trainer import (
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trainer = Trainer(cfg, resume=args.resume, ctx=ctx)
         results = trainer.run()
-    except PretrainedError as err:  # a weights file that does not fit: say which tensors
+    except (PretrainedError, FolderDatasetError) as err:  # say which file, which tensor
         print(f"ssma-train: {err}", file=sys.stderr)
         return 2
     finally:

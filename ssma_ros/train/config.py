@@ -21,7 +21,7 @@ import yaml
 from ssma_ros.train.augment import AugmentConfig
 
 STAGES = ("expert", "fusion", "finetune")
-SOURCES = ("synthetic", "cityscapes", "freiburg_forest", "sunrgbd", "scannet", "synthia")
+SOURCES = ("synthetic", "cityscapes", "freiburg_forest", "sunrgbd", "scannet", "synthia", "folder")
 FUSION_ARCHS = ("ssma", "early", "late")
 FREEZE = ("expert", "encoder")
 
