@@ -47,6 +47,7 @@ setup(
             "ssma-demo = ssma_ros.demo:main",
             "ssma-bench = ssma_ros.bench:main",
             "ssma-dataset = ssma_ros.data.cli:main",
+            "ssma-eval = ssma_ros.evaluate:main",
         ],
     },
 )
