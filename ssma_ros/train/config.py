@@ -24,6 +24,7 @@ STAGES = ("expert", "fusion", "finetune")
 SOURCES = ("synthetic", "cityscapes", "freiburg_forest", "sunrgbd", "scannet", "synthia", "folder")
 FUSION_ARCHS = ("ssma", "early", "late")
 FREEZE = ("expert", "encoder")
+AMP = ("off", "bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -103,6 +104,12 @@ class OptimSection:
     # What a "stream" is, for encoder_lr_scale and for freezing in stage "finetune":
     # "expert" (encoder + eASPP + skip projections, as the released code) or "encoder" (backbone).
     freeze: str = "expert"
+    # Mixed precision of the training forward pass: "bf16" or "fp16" autocast (fp16 with a
+    # GradScaler; CUDA only), "off" = fp32. The loss runs in fp32 inside autocast (cross-entropy
+    # is on autocast's fp32 list); evaluation always runs in fp32, so metrics are unchanged.
+    amp: str = "off"
+    channels_last: bool = False  # NHWC model and inputs: faster convolutions on tensor cores
+    compile: bool = False  # torch.compile the training forward/backward (first steps compile)
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,9 @@ def check(cfg: TrainConfig) -> None:
     _one_of("data.source", d.source, SOURCES)
     _one_of("device", cfg.device, ("cpu", "cuda"))
     _one_of("optim.freeze", o.freeze, FREEZE)
+    _one_of("optim.amp", o.amp, AMP)
+    if o.amp == "fp16" and cfg.device != "cuda":
+        raise ConfigError("optim.amp fp16 needs device 'cuda'; on a CPU use bf16")
     if m.arch == "adapnet":
         if len(m.modalities) != 1 or m.modalities[0] not in ("rgb", "aux"):
             raise ConfigError(
