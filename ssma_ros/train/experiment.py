@@ -322,6 +322,7 @@ def score_frames(
     import torch
     from torch.utils.data import DataLoader
 
+    from ssma_ros.model.base import OUT
     from ssma_ros.train.data import FixedFrames, SegDataset
     from ssma_ros.train.metrics import confusion_matrix
     from ssma_ros.train.trainer import model_inputs
@@ -331,7 +332,7 @@ def score_frames(
     matrices, kept = [], None
     with torch.no_grad():
         for batch in loader:
-            pred = model(*model_inputs(model, batch, torch.device("cpu"))).argmax(dim=1)
+            pred = model(*model_inputs(model, batch, torch.device("cpu")))[OUT].argmax(dim=1)
             for p, label, index in zip(pred, batch["label"], batch["index"].tolist()):
                 matrices.append(confusion_matrix(p, label, num_classes).numpy())
                 if index == keep:
