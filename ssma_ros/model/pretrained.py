@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ssma_ros.model.backbone import Encoder, MultiscaleConv
+from ssma_ros.model.base import SegmentationModel
 
 TIMM = "timm resnetv2_50"
 TORCHVISION = "torchvision resnet50"
@@ -280,30 +281,22 @@ def _prefixes(keys: list[str]) -> str:
 
 # -- models -----------------------------------------------------------------------------------
 
-#: Per arch: modality -> path of its encoder in the model.
-ENCODERS: dict[str, dict[str, str]] = {
-    "ssma": {"rgb": "rgb_expert.encoder", "aux": "aux_expert.encoder"},
-    "late": {"rgb": "rgb_net.expert.encoder", "aux": "aux_net.expert.encoder"},
-}
 
-
-def model_encoders(model: nn.Module) -> dict[str, Encoder]:
-    """Find the encoders of a model by modality: AdapNet++ (one), SSMA and late fusion (two).
+def model_encoders(model: SegmentationModel) -> dict[str, Encoder]:
+    """Find the encoders of a model by modality: one per stream (AdapNet++, SSMA, late fusion).
 
     Early fusion has one encoder on stacked channels: no ImageNet layout fits it.
     """
-    arch = getattr(model, "arch", None)
-    if arch == "adapnet":
-        return {model.modality: model.expert.encoder}
-    if arch not in ENCODERS:
+    streams = model.streams()
+    if len(streams) != len(model.input_names):
         raise PretrainedError(
-            f"arch {arch!r}: ImageNet initialisation applies to adapnet, ssma and late "
-            "(early fusion's single encoder sees stacked RGB + aux channels)"
+            f"arch {model.arch!r}: ImageNet initialisation applies to one encoder per modality "
+            "(adapnet, ssma, late); early fusion's encoder sees stacked rgb + aux channels"
         )
-    return {m: model.get_submodule(p) for m, p in ENCODERS[arch].items()}
+    return {name: stream.encoder for name, stream in zip(model.input_names, streams)}
 
 
-def init_backbones(model: nn.Module, spec: str | Mapping[str, str]) -> list[InitReport]:
+def init_backbones(model: SegmentationModel, spec: str | Mapping[str, str]) -> list[InitReport]:
     """Initialise the encoders of `model` from ImageNet weights.
 
     `spec` is one file for every encoder, or {modality: file} for some of them ("rgb", "aux").
