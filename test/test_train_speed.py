@@ -93,8 +93,15 @@ def test_compile_wraps_the_training_model_only(tmp_path):
     [
         ({"amp": "fp16"}, "cpu", "fp16 needs device 'cuda'; on a CPU use bf16"),
         ({"amp": "fp8"}, "cpu", r"optim.amp: 'fp8' is not one of \['off', 'bf16', 'fp16'\]"),
+        ({"amp": True}, "cpu", r"optim.amp: True is not one of"),
     ],
 )
 def test_amp_config_errors(tmp_path, optim, device, message):
     with pytest.raises(ConfigError, match=message):
         from_dict(tiny(tmp_path, optim=optim, device=device))
+
+
+def test_amp_off_as_yaml_reads_it():
+
+    assert from_dict({"optim": {"amp": False}}).optim.amp == "off"  # YAML: `amp: off`
+    assert from_dict({}, ["optim.amp=off"]).optim.amp == "off"

@@ -107,9 +107,13 @@ class OptimSection:
     # Mixed precision of the training forward pass: "bf16" or "fp16" autocast (fp16 with a
     # GradScaler; CUDA only), "off" = fp32. The loss runs in fp32 inside autocast (cross-entropy
     # is on autocast's fp32 list); evaluation always runs in fp32, so metrics are unchanged.
-    amp: str = "off"
+    amp: str | bool = "off"  # YAML reads a bare `off` as false: taken as "off"
     channels_last: bool = False  # NHWC model and inputs: faster convolutions on tensor cores
     compile: bool = False  # torch.compile the training forward/backward (first steps compile)
+
+    def __post_init__(self) -> None:
+        if self.amp is False:
+            object.__setattr__(self, "amp", "off")
 
 
 @dataclass(frozen=True)
