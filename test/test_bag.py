@@ -181,6 +181,12 @@ def test_bad_input_gets_one_line_naming_the_file(tmp_path, capsys):
     capsys.readouterr()
     assert main([*base, "--aux", "/cam/aux"]) == 1
     assert "already holds a dataset" in one_error_line(capsys)
+    assert main([*base, "--aux", "/cam/aux", "--every", "4", "--overwrite"]) == 0
+    assert len(list((tmp_path / "data" / "rgb").glob("*.png"))) == 3  # old frames gone
+    capsys.readouterr()
+    (tmp_path / "data" / "labels").mkdir()
+    assert main([*base, "--aux", "/cam/aux", "--overwrite"]) == 1
+    assert "has labels/" in one_error_line(capsys)
 
 
 def test_unpairable_and_undecodable_frames(tmp_path, capsys):

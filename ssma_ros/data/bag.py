@@ -204,8 +204,15 @@ def extract(
     bag, out = Path(bag), Path(out)
     if every < 1:
         raise BagError(f"--every must be >= 1, got {every}")
-    if (out / INDEX).exists() and not overwrite:
-        raise BagError(f"{out}: already holds a dataset ({INDEX}); choose another --out")
+    if (out / INDEX).exists():
+        if not overwrite:
+            raise BagError(f"{out}: already holds a dataset ({INDEX}); choose another --out")
+        if (out / "labels").exists():
+            raise BagError(
+                f"{out}: has labels/, which new frames would not match; not overwritten"
+            )
+        for old in [*(out / "rgb").glob("*.png"), *(out / "aux").glob("*.png")]:
+            old.unlink()  # frame names restart at 000000
     roles = {"rgb": rgb_topic, "aux": aux_topic}
     if camera_info_topic:
         roles["camera_info"] = camera_info_topic
@@ -240,6 +247,7 @@ def extract(
                     sync.add(0 if role == "rgb" else 1, stamp_ns(msg), msg)
         finally:
             bar.close()
+            writer.close()
     finally:
         reader.close()
     if camera_info_topic and camera_info is None:
@@ -248,7 +256,6 @@ def extract(
         (out / "camera_info.yaml").write_text(
             yaml.safe_dump(camera_info_yaml(camera_info), sort_keys=False)
         )
-    writer.close()
     meta = {
         "source": {
             "bag": str(bag),
