@@ -209,7 +209,7 @@ def evaluate(
             times.append(time.perf_counter() - tick)
             pred = torch.from_numpy(seg.mask.astype(np.int64))[None]
             target = torch.from_numpy(label.astype(np.int64))[None]
-            for name in {group, ALL}:
+            for name in dict.fromkeys((group, ALL)):
                 meter = meters.setdefault(name, ConfusionMeter(bundle.num_classes, void))
                 meter.update(pred, target)
                 counts[name] = counts.get(name, 0) + 1
@@ -220,7 +220,7 @@ def evaluate(
     if not times:
         raise EvalError(f"{dataset}: no frames to score")
     groups = {}
-    for name in sorted(meters, key=lambda n: (n == ALL, n)):
+    for name in [n for n in meters if n != ALL] + [ALL]:  # groups as met, pooled last
         m = meters[name].compute()
         groups[name] = GroupScores(counts[name], m.miou, m.pixel_accuracy, m.iou, m.confusion)
     ms = [1000 * t for t in times]

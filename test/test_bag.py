@@ -209,3 +209,36 @@ def test_unpairable_and_undecodable_frames(tmp_path, capsys):
     argv = ["from-bag", str(bag), "--rgb", "/rgb", "--aux", "/aux", "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "b")]) == 1
     assert "aux encoding 'rgb8' cannot feed a depth or infrared model" in one_error_line(capsys)
+
+
+def test_compressed_depth_32fc1_and_all_invalid_depth(tmp_path, capsys):
+    import struct
+
+    from ssma_ros.data.bag import COMPRESSED, as_image
+
+    # image_transport's 32FC1 compressedDepth: v = A / depth + B in a 16-bit PNG, 0 = invalid.
+    depth = np.array([[0.5, 1.0], [2.0, np.nan]], np.float32)
+    quant_a, quant_b = 100.0, 10.0
+    v = np.where(np.isnan(depth), 0, np.round(quant_a / np.nan_to_num(depth, nan=1) + quant_b))
+    ok, png = cv2.imencode(".png", v.astype(np.uint16))
+    msg = bw.T["sensor_msgs/msg/CompressedImage"](
+        header=bw.header(0),
+        format="32FC1; compressedDepth png",
+        data=np.frombuffer(struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes(), np.uint8),
+    )
+    image = as_image(msg, COMPRESSED)
+    assert image.encoding == "32FC1"
+    from ssma_ros.serve.codec import image_to_numpy
+
+    np.testing.assert_allclose(image_to_numpy(image), depth, rtol=1e-6)
+    # Depth without a valid pixel: the node serves such a frame from RGB alone, not fused.
+    messages = []
+    for k in range(2):
+        messages.append(("/rgb", t_ns(k), bw.image(scene(k)[0], "rgb8", t_ns(k))))
+        messages.append(
+            ("/aux", t_ns(k) + 1, bw.image(np.zeros((H, W), np.uint16), "16UC1", t_ns(k)))
+        )
+    bag = bw.write_bag(tmp_path / "rec", "mcap", messages)
+    argv = ["from-bag", str(bag), "--rgb", "/rgb", "--aux", "/aux", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 1
+    assert "skipped 2 aux_all_invalid" in one_error_line(capsys)

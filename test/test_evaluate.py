@@ -69,7 +69,7 @@ def test_folder_scores_per_group_and_per_class(tmp_path, capsys):
     argv = [str(BUNDLE), str(root), "--groups", str(groups), "--no-progress", "--out", str(out)]
     assert main(argv) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert list(m["groups"]) == ["dusk", "sunny", "all"]
+    assert list(m["groups"]) == ["sunny", "dusk", "all"]  # as met, pooled last
     assert [m["groups"][g]["frames"] for g in ("dusk", "sunny", "all")] == [2, 2, 4]
     pooled = np.array(m["groups"]["all"]["confusion"])
     parts = np.array(m["groups"]["dusk"]["confusion"]) + np.array(

@@ -368,3 +368,13 @@ def test_ssma_train_names_the_wrong_tensor(tmp_path, capsys):
     assert main([str(config)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing 1 tensors stages.3.blocks.1.conv2.weight" in err[0]
+
+
+def test_report_counts_stem_channels_where_pool_and_bn_do_not_commute(tmp_path):
+    state = timm_state()
+    state["stages.0.blocks.0.norm1.weight"][:3] *= -1
+    path = tmp_path / "neg.safetensors"
+    save_file(state, str(path))
+    report = load_backbone(build_encoder(CONFIGS["full"], 3), path)
+    assert report.negative_scale_channels == 3
+    assert "3 stem BN channels have a negative scale" in report.summary()

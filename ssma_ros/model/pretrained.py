@@ -65,15 +65,18 @@ class InitReport:
     negative_scale_channels: int = 0  # timm: stem BN channels where pool/BN order matters
 
     def summary(self) -> str:
+        if self.layout == TORCHVISION:
+            return (
+                f"{self.layout} from {self.path}: {len(self.taken)} conv weights taken (conv1, "
+                "layerN.M.conv1-3, layerN.0.downsample.0); its BN (bn*, downsample.1) and fc "
+                f"tensors skipped ({len(self.skipped)}): post-activation BN normalises other "
+                "tensors than our pre-activation BN, which keeps its own init"
+            )
         text = (
             f"{self.layout} from {self.path}: {len(self.taken)} tensors taken, "
-            f"{len(self.skipped)} skipped"
+            f"{len(self.skipped)} skipped ({', '.join(self.skipped)}); own init kept for "
+            f"{_prefixes(self.kept)}"
         )
-        if self.layout == TORCHVISION:
-            text += " (its BN and fc tensors: post-activation BN has no place in our encoder)"
-        elif self.skipped:
-            text += f" ({', '.join(self.skipped)})"
-        text += f"; own init kept for {_prefixes(self.kept)}"
         if self.negative_scale_channels:
             text += (
                 f"; {self.negative_scale_channels} stem BN channels have a negative scale, where "
