@@ -127,12 +127,17 @@ def synthetic_frames(
 
 
 def folder_frames(
-    bundle: Bundle, root: Path, split: str, groups_file: Path | None
+    bundle: Bundle,
+    root: Path,
+    split: str,
+    groups_file: Path | None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
 ) -> tuple[int, Iterator[tuple[str, dict[str, Any]]]]:
     """Give the frame count and (group, frame) pairs of a folder with the bundle's classes."""
     from ssma_ros.data.readers.folder import FolderReader
 
-    reader = FolderReader(root, split)
+    reader = FolderReader(root, split, val_fraction=val_fraction, seed=seed)
     names = tuple(reader.class_set.names)
     if names != tuple(bundle.classes):
         raise EvalError(
@@ -328,6 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--groups", type=Path, help="folder: CSV with columns name, group (e.g. weather)"
     )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="folder without train.txt/val.txt: the split's fraction, as data.reader in training",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="folder: the split's seed")
     parser.add_argument("--first", type=int, default=0, help="synthetic: first frame of the split")
     parser.add_argument("--count", type=int, default=50, help="synthetic: frames per condition")
     parser.add_argument("--conditions", nargs="+", default=["clear"], help="synthetic: conditions")
@@ -368,7 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             name = f"synthetic {split} {args.first}..{last}, strength {args.strength:g}"
         else:
             root = Path(args.dataset)
-            total, frames = folder_frames(bundle, root, args.split or "all", args.groups)
+            total, frames = folder_frames(
+                bundle, root, args.split or "all", args.groups, args.val_fraction, args.seed
+            )
             name = str(root)
         result, rows = evaluate(
             args.bundle,

@@ -147,12 +147,13 @@ def test_readme_walkthrough_runs_end_to_end(tmp_path, monkeypatch, capsys):
         assert run(argv) == 0, f"{shlex.join(argv)} failed: {capsys.readouterr().err}"
     out = capsys.readouterr().out
     assert "12 pairs written to data/yard" in out  # 60 pairs, every 5th
-    assert "train + " in out and "val labelled frames, aux depth (16UC1)" in out
+    split = re.search(r"(\d+) train \+ (\d+) val labelled frames, aux depth \(16UC1\)", out)
+    assert split and int(split.group(1)) + int(split.group(2)) == 12
     bundle = json.loads((tmp_path / "models" / "yard" / "bundle.json").read_text())
     assert bundle["classes"][1] == "sky"
     fused = json.loads((tmp_path / "runs" / "yard_eval" / "metrics.json").read_text())
     rgb_only = json.loads((tmp_path / "runs" / "yard_eval_rgb_only" / "metrics.json").read_text())
     frames = fused["groups"]["all"]["frames"]
-    assert frames == rgb_only["groups"]["all"]["frames"] >= 2
+    assert frames == rgb_only["groups"]["all"]["frames"] == int(split.group(2))  # training's val
     assert rgb_only["aux_blank"] and not fused["aux_blank"]
     assert (tmp_path / "runs" / "yard_eval" / "confusion.png").is_file()
