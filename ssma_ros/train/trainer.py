@@ -25,8 +25,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ssma_ros.model.builder import build_model
 from ssma_ros.model.base import OUT
+from ssma_ros.model.builder import build_model
 from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from ssma_ros.model.loss import SegLoss
 from ssma_ros.model.pretrained import init_backbones
