@@ -46,6 +46,8 @@ setup(
             "ssma-prune = ssma_ros.compress.cli:main",
             "ssma-demo = ssma_ros.demo:main",
             "ssma-bench = ssma_ros.bench:main",
+            "ssma-dataset = ssma_ros.data.cli:main",
+            "ssma-eval = ssma_ros.evaluate:main",
         ],
     },
 )

@@ -82,7 +82,14 @@ def test_class_set_validation_and_lookup(tmp_path):
 
 
 def test_registry_names_every_reader():
-    assert set(READERS) == {"cityscapes", "freiburg_forest", "sunrgbd", "scannet", "synthia"}
+    assert set(READERS) == {
+        "cityscapes",
+        "freiburg_forest",
+        "sunrgbd",
+        "scannet",
+        "synthia",
+        "folder",
+    }
 
 
 # -- Cityscapes -----------------------------------------------------------------------------------

@@ -51,7 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
 
+    from ssma_ros.data.readers.folder import FolderDatasetError
     from ssma_ros.model.checkpoint import CheckpointError
+    from ssma_ros.model.pretrained import PretrainedError
     from ssma_ros.train import dist
     from ssma_ros.train.trainer import (
         Trainer,  # torch and the model only once the config is known to be good
@@ -63,6 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = trainer.run()
     except CheckpointError as err:  # --resume on a bad file: say which, and what is intact
         print(f"ssma-train: cannot resume: {err}", file=sys.stderr)
+        return 2
+    except (PretrainedError, FolderDatasetError) as err:  # say which file, which tensor
+        print(f"ssma-train: {err}", file=sys.stderr)
         return 2
     finally:
         dist.teardown()

@@ -21,9 +21,10 @@ import yaml
 from ssma_ros.train.augment import AugmentConfig
 
 STAGES = ("expert", "fusion", "finetune")
-SOURCES = ("synthetic", "cityscapes", "freiburg_forest", "sunrgbd", "scannet", "synthia")
+SOURCES = ("synthetic", "cityscapes", "freiburg_forest", "sunrgbd", "scannet", "synthia", "folder")
 FUSION_ARCHS = ("ssma", "early", "late")
 FREEZE = ("expert", "encoder")
+AMP = ("off", "bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -103,6 +104,16 @@ class OptimSection:
     # What a "stream" is, for encoder_lr_scale and for freezing in stage "finetune":
     # "expert" (encoder + eASPP + skip projections, as the released code) or "encoder" (backbone).
     freeze: str = "expert"
+    # Mixed precision of the training forward pass: "bf16" or "fp16" autocast (fp16 with a
+    # GradScaler; CUDA only), "off" = fp32. The loss runs in fp32 inside autocast (cross-entropy
+    # is on autocast's fp32 list); evaluation always runs in fp32, so metrics are unchanged.
+    amp: str | bool = "off"  # YAML reads a bare `off` as false: taken as "off"
+    channels_last: bool = False  # NHWC model and inputs: faster convolutions on tensor cores
+    compile: bool = False  # torch.compile the training forward/backward (first steps compile)
+
+    def __post_init__(self) -> None:
+        if self.amp is False:
+            object.__setattr__(self, "amp", "off")
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,10 @@ class InitSection:
     rgb: str | None = None  # stage "fusion": expert checkpoint for the rgb stream
     aux: str | None = None  # stage "fusion": expert checkpoint for the aux stream
     checkpoint: str | None = None  # start from these weights (same arch), e.g. stage "finetune"
+    # ImageNet ResNet-50 weights on disk (timm resnetv2_50 or torchvision resnet50, .safetensors
+    # or .pth) for the encoders of a model trained from scratch: one file for every encoder, or
+    # {rgb: FILE, aux: FILE} (model/pretrained.py).
+    backbone: str | dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,9 @@ def check(cfg: TrainConfig) -> None:
     _one_of("data.source", d.source, SOURCES)
     _one_of("device", cfg.device, ("cpu", "cuda"))
     _one_of("optim.freeze", o.freeze, FREEZE)
+    _one_of("optim.amp", o.amp, AMP)
+    if o.amp == "fp16" and cfg.device != "cuda":
+        raise ConfigError("optim.amp fp16 needs device 'cuda'; on a CPU use bf16")
     if m.arch == "adapnet":
         if len(m.modalities) != 1 or m.modalities[0] not in ("rgb", "aux"):
             raise ConfigError(
@@ -183,6 +201,7 @@ def check(cfg: TrainConfig) -> None:
             )
         if cfg.init.checkpoint is not None:
             raise ConfigError("give either init.checkpoint or init.rgb + init.aux, not both")
+    _check_backbone(cfg)
     if cfg.stage == "finetune" and cfg.init.checkpoint is None:
         raise ConfigError("stage 'finetune' needs init.checkpoint (the stage 'fusion' result)")
     h, w = d.size
@@ -250,6 +269,34 @@ def check(cfg: TrainConfig) -> None:
         raise ConfigError("sync_bn needs device 'cuda' (SyncBatchNorm runs on NCCL)")
     if d.num_workers < 0:
         raise ConfigError("data.num_workers must be >= 0")
+
+
+def _check_backbone(cfg: TrainConfig) -> None:
+    init, m = cfg.init, cfg.model
+    if init.backbone is None:
+        return
+    if init.checkpoint is not None or init.rgb is not None:
+        raise ConfigError(
+            "init.backbone starts encoders from ImageNet; init.checkpoint and init.rgb/aux "
+            "replace them with trained ones: give one or the other"
+        )
+    if m.arch == "early":
+        raise ConfigError(
+            "init.backbone: early fusion's one encoder sees stacked rgb + aux channels, which "
+            "no ImageNet network has; use adapnet, ssma or late"
+        )
+    if m.config != "full":
+        raise ConfigError(
+            f"init.backbone: ImageNet ResNet-50 weights fit model.config 'full', not {m.config!r}"
+        )
+    if isinstance(init.backbone, dict):
+        streams = set(m.modalities)
+        unknown = sorted(set(init.backbone) - streams)
+        if unknown or not init.backbone:
+            raise ConfigError(
+                f"init.backbone: name the encoders of {sorted(streams)}, "
+                f"got {sorted(init.backbone)}"
+            )
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:

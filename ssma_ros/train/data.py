@@ -423,7 +423,11 @@ def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], Dat
 
 
 #: Split arguments (training, evaluation) of the readers that take one.
-READER_SPLITS = {"cityscapes": ("train", "val"), "freiburg_forest": ("train", "test")}
+READER_SPLITS = {
+    "cityscapes": ("train", "val"),
+    "freiburg_forest": ("train", "test"),
+    "folder": ("train", "val"),
+}
 
 
 def _reader(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], DataInfo]:

@@ -25,10 +25,11 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ssma_ros.model.builder import build_model
 from ssma_ros.model.base import OUT
+from ssma_ros.model.builder import build_model
 from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from ssma_ros.model.loss import SegLoss
+from ssma_ros.model.pretrained import init_backbones
 from ssma_ros.train import plots
 from ssma_ros.train.config import TrainConfig
 from ssma_ros.train.data import SegDataset, build_datasets
@@ -143,6 +144,11 @@ class Trainer:
         self.train_set, self.eval_sets, self.info = build_datasets(cfg)
         self.num_classes = len(self.info.classes)
         self.model = self._build_model()
+        if cfg.optim.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.optim.amp)
+        # Loss scaling keeps fp16 gradients from underflowing; bf16 has fp32's range.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.optim.amp == "fp16")
         self.frozen = frozen_modules(self.model)  # stay in eval mode while training
         self.optimizer, self.scheduler = self._build_optimizer()
         self.loss_fn = SegLoss(void_index=self.info.void_index)
@@ -168,6 +174,8 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
+        if cfg.optim.compile:  # training steps only: evaluation and checkpoints use self.model
+            self.net = torch.compile(self.net)
         if self.ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "plots").mkdir(exist_ok=True)
@@ -207,6 +215,10 @@ class Trainer:
                     f"not the configured {model.arch!r}"
                 )
             model.load_state_dict(source.state_dict())
+        elif cfg.init.backbone is not None:
+            for report in init_backbones(model, cfg.init.backbone):
+                if self.ctx.is_main:
+                    print(f"ssma-train: init.backbone: {report.summary()}")
         if cfg.stage == "finetune":
             freeze_streams(model, cfg.optim.freeze)
         return model.to(self.device)
@@ -249,6 +261,7 @@ class Trainer:
             "world_size": self.ctx.world_size,
             "best_miou": self.best_miou,
             "history": self.history,
+            "scaler": self.scaler.state_dict(),
         }
 
     def _gather_rng(self) -> list[dict[str, Any]]:
@@ -281,6 +294,8 @@ class Trainer:
         self.model.load_state_dict(loaded.state_dict())
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.iteration = int(meta["iteration"])
         self.best_miou = float(state["best_miou"])
         self.history = state["history"]
@@ -307,6 +322,7 @@ class Trainer:
             batch_sampler=batches,
             num_workers=self.cfg.data.num_workers,
             pin_memory=self.device.type == "cuda",
+            persistent_workers=self.cfg.data.num_workers > 0,
             # Own generator: creating the loader must not consume the global RNG
             # (that would shift dropout masks between a straight and a resumed run).
             generator=torch.Generator().manual_seed(self.cfg.seed),
@@ -378,12 +394,19 @@ class Trainer:
     def step(self, batch: Mapping[str, torch.Tensor]) -> float:
         """One optimisation step; returns this rank's loss."""
         set_train_mode(self.net, self.frozen)
-        outputs = self.net(*model_inputs(self.net, batch, self.device))
-        loss = self.loss_fn(outputs, batch["label"].to(self.device, non_blocking=True))
+        inputs = model_inputs(self.model, batch, self.device)
+        if self.cfg.optim.channels_last:
+            inputs = [x.contiguous(memory_format=torch.channels_last) for x in inputs]
+        label = batch["label"].to(self.device, non_blocking=True)
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        ):
+            loss = self.loss_fn(self.net(*inputs), label)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         self.lr = self.optimizer.param_groups[-1]["lr"]  # the last group is the one at the base lr
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # a plain optimizer.step() unless fp16
+        self.scaler.update()
         self.scheduler.step()
         self.iteration += 1
         return float(loss.detach())
@@ -408,7 +431,7 @@ class Trainer:
         self._sync_buffers()
         return {
             name: evaluate(
-                self.net,
+                self.model,  # eager and fp32, whatever the training step runs
                 self._eval_loader(ds),
                 self.num_classes,
                 self.device,
@@ -462,7 +485,7 @@ class Trainer:
     @torch.no_grad()
     def _sample_rows(self, dataset: SegDataset) -> list[dict[str, np.ndarray]]:
         rows = []
-        with eval_mode(unwrap(self.net)) as net:
+        with eval_mode(self.model) as net:
             for i in range(min(self.cfg.eval.plot_samples, len(dataset))):
                 sample, images = dataset.example(i)
                 batch = {k: v[None] for k, v in sample.items() if isinstance(v, torch.Tensor)}

@@ -6,6 +6,7 @@ OpenCV for image I/O and are training-side only: the ROS node never imports them
 
 from ssma_ros.data.readers.base import DatasetReader
 from ssma_ros.data.readers.cityscapes import CityscapesReader
+from ssma_ros.data.readers.folder import FolderReader
 from ssma_ros.data.readers.freiburg_forest import FreiburgForestReader
 from ssma_ros.data.readers.scannet import ScanNetReader
 from ssma_ros.data.readers.sunrgbd import SunRGBDReader
@@ -17,12 +18,14 @@ READERS = {
     "sunrgbd": SunRGBDReader,
     "scannet": ScanNetReader,
     "synthia": SynthiaReader,
+    "folder": FolderReader,
 }
 
 __all__ = [
     "READERS",
     "CityscapesReader",
     "DatasetReader",
+    "FolderReader",
     "FreiburgForestReader",
     "ScanNetReader",
     "SunRGBDReader",
