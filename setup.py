@@ -42,7 +42,7 @@ setup(
             "ssma-model-info = ssma_ros.model.info:main",
             "ssma-train = ssma_ros.train.cli:main",
             "ssma-export = ssma_ros.export.bundle_cli:main",
-            "ssma-build-engine = ssma_ros.export.tensorrt:main",
+            "ssma-build-engine = ssma_ros.export.engine_cli:main",
             "ssma-prune = ssma_ros.compress.cli:main",
             "ssma-demo = ssma_ros.demo:main",
             "ssma-bench = ssma_ros.bench:main",
