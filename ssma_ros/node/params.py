@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 
 from rcl_interfaces.msg import ParameterDescriptor
 
-from ssma_ros.node.outputs import UPSAMPLING
+from ssma_ros.serve.outputs import UPSAMPLING
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ reference the ``cv_bridge`` path is checked against. It honours ``step`` (rows m
 do not add up, with an :class:`ImageFormatError` that names the problem: a truncated image
 decoded anyway is a silent garbage frame.
 
+Decoding is duck-typed (any object with the Image fields: a deserialised bag message will do), so
+this module imports no ROS package until :func:`numpy_to_image` builds a message.
+
 Array layout (identical to ``cv_bridge.CvBridge().imgmsg_to_cv2(msg, "passthrough")``):
 H x W for one channel, H x W x C otherwise, native byte order, C-contiguous, own memory.
 """
@@ -17,12 +20,14 @@ import importlib
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+
+if TYPE_CHECKING:
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
 _NATIVE_BIG = sys.byteorder == "big"
 
@@ -148,6 +153,8 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     native = np.ascontiguousarray(hwc, dtype=fmt.dtype)
     data = pyarray.array("B")
     data.frombytes(native.data.cast("B"))  # one copy, no per-byte Python work
+    from sensor_msgs.msg import Image  # the one ROS import: only encoding needs it
+
     msg = Image()
     if header is not None:
         msg.header = header
