@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ssma_ros.argtypes import parse_size
+
 #: Checkpoint meta that describes a training run in progress or a stale evaluation, not the model.
 STRIPPED_META = ("resume", "confusion")
 
@@ -31,12 +33,6 @@ STRIPPED_META = ("resume", "confusion")
 def serving_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """Meta of a checkpoint without optimizer/resume state and stale confusion matrices."""
     return {k: v for k, v in meta.items() if k not in STRIPPED_META}
-
-
-def _size(text: str) -> tuple[int, int]:
-    from ssma_ros.model.info import parse_size
-
-    return parse_size(text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -141,7 +137,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--latency-size",
-        type=_size,
+        type=parse_size,
         default=None,
         help="HxW for FLOPs and latency (default: the training input size)",
     )
