@@ -44,6 +44,7 @@ setup(
             "ssma-train = ssma_ros.train.cli:main",
             "ssma-experiment = ssma_ros.train.experiment.cli:main",
             "ssma-prune = ssma_ros.compress.cli:main",
+            "ssma-eval-bundle = ssma_ros.compress.eval_cli:main",
             "ssma-export = ssma_ros.export.bundle_cli:main",
             "ssma-build-engine = ssma_ros.export.engine_cli:main",
             "ssma-model-info = ssma_ros.model.info_cli:main",
