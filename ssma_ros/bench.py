@@ -25,13 +25,14 @@ from ssma_ros.measure import interleaved_medians
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "models" / "default"
 PAPER_NOTE = (
-    "Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA TITAN X "
-    "(Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` table."
+    "Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA "
+    "TITAN X (Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` "
+    "table."
 )
 GPU_NOTE = (
-    "No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 and "
-    "onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the paper's "
-    "101.95 ms (TITAN X Pascal, 768x384)."
+    "No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 "
+    "and onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the "
+    "paper's 101.95 ms (TITAN X Pascal, 768x384)."
 )
 #: The device of the GPU rows.
 GPU = "cuda"
@@ -154,7 +155,7 @@ def bench_models(
     cases.append(
         ("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 480, 640, True)
     )
-    # Full size on a CPU: torch only (its ONNX export alone takes minutes here); GPUs get every backend.
+    # Full size on a CPU: torch only (its ONNX export alone takes minutes); GPUs: every backend.
     cases.append(
         (
             "full SSMA",
@@ -311,7 +312,8 @@ def write_markdown(path: Path, models, node, command: str) -> None:
         "",
         f"Machine: {machine()}.",
         "",
-        f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, batch 1).",
+        f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, "
+        "batch 1).",
         "",
         GPU_NOTE if "GPU: none" in machine() else PAPER_NOTE,
         "",
@@ -334,12 +336,12 @@ def write_markdown(path: Path, models, node, command: str) -> None:
             "## segment_node end to end",
             "",
             f"`ssma-bench node`: the default bundle with onnxruntime on the CPU, a "
-            f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener that only "
-            "times what arrives in separate "
-            f"processes as on a robot, Fast DDS profile `{Path(first['dds_profile']).name}`. Each figure is "
-            f"the median of {first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
-            "brackets give the range over the runs. The CPU-time figures count the whole backend call only "
-            "with `--threads 1` (other threads of its pool are not the workers').",
+            f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener "
+            "that only times what arrives in separate processes as on a robot, Fast DDS profile "
+            f"`{Path(first['dds_profile']).name}`. Each figure is the median of "
+            f"{first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
+            "brackets give the range over the runs. The CPU-time figures count the whole backend "
+            "call only with `--threads 1` (other threads of its pool are not the workers').",
             "",
             "| figure | " + " | ".join(f"listening to {label}" for label in node) + " | target |",
             "|---|" + "---:|" * len(node) + "---|",
@@ -377,7 +379,8 @@ def write_markdown(path: Path, models, node, command: str) -> None:
             (
                 "the same in CPU time of the workers (inputs / outputs p50)",
                 lambda f: (
-                    f"{100 * f['overhead_cpu_share']:.1f} % ({_range(f, 'overhead_cpu_share', 100)}; "
+                    f"{100 * f['overhead_cpu_share']:.1f} % "
+                    f"({_range(f, 'overhead_cpu_share', 100)}; "
                     f"{f['input_cpu_p50_ms']:.1f} / {f['output_cpu_p50_ms']:.1f} ms)"
                 ),
                 "<= 15 %",
