@@ -174,8 +174,8 @@ class TensorRTBackend:
     def infer(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Logits (1, C, H, W) float32; see Backend.infer."""
         arrays = ordered_inputs(self._specs, inputs)
-        host_out = self._host_buffers[self._output]
         with self._lock, self._torch.cuda.stream(self._stream):
+            host_out = self._host_buffers[self._output]
             enqueued = False
             try:
                 for spec, array in zip(self._specs, arrays):
