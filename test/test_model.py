@@ -20,7 +20,7 @@ from ssma_ros.model import (
 )
 from ssma_ros.model.backbone import MultiscaleConv
 from ssma_ros.model.info import count_flops, count_params
-from ssma_ros.model.info import main as info_main
+from ssma_ros.model.info_cli import main as info_main
 
 ARCHS = ("adapnet", "ssma", "early", "late")
 TWO_INPUTS = ("ssma", "early", "late")
