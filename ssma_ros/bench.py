@@ -3,6 +3,7 @@
     ssma-bench model            # per backend/precision, lite vs full, unpruned vs pruned
     ssma-bench node             # segment_node on a 640x480 30 Hz synthetic camera
     ssma-bench all --write docs/BENCHMARKS.md
+    ssma-bench data             # the synthetic scene generator, frames per second per condition
 
 Every latency is the median of interleaved runs after warm-up (ssma_ros.measure): the variants of
 one table take turns, so all of them see the same background load, and ratios are measured in one
@@ -16,6 +17,7 @@ import os
 import platform
 import statistics
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -197,6 +199,51 @@ def bench_models(
             )
         results.append((title, medians))
     return results
+
+
+def bench_data(
+    size: tuple[int, int], runs: int, warmup: int, strength: float = 1.0, seed: int = 0
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Time the synthetic scene generator per condition on one thread: (wall, CPU) seconds.
+
+    First with glibc's default allocator settings, then after synthetic.tune_allocator() (what a
+    training data loader calls once per worker) where it applies; the conditions take turns,
+    each rendering scenes 0, 1, 2, ... of its own.
+    """
+    import itertools
+
+    import cv2
+
+    from ssma_ros.data import synthetic
+
+    cv2.setNumThreads(1)
+    scenes = synthetic.SyntheticScenes(*size, seed=seed)
+
+    def renderer(condition: str) -> Callable[[], object]:
+        indices = itertools.count()  # each condition renders scenes 0, 1, 2, ...
+        return lambda: scenes.sample(next(indices), condition, strength)
+
+    def table() -> dict[str, tuple[float, float]]:
+        wall, cpu = (
+            interleaved_medians(
+                {c: renderer(c) for c in synthetic.CONDITIONS}, warmup, runs, clock
+            )
+            for clock in (time.perf_counter, time.thread_time)
+        )
+        return {c: (wall[c], cpu[c]) for c in synthetic.CONDITIONS}
+
+    height, width = size
+    tables = {"default allocator": table()}
+    if synthetic.tune_allocator():
+        tables["after tune_allocator()"] = table()
+    print(f"synthetic scenes {height}x{width}, median of {runs} frames per condition, 1 thread")
+    for title, rows in tables.items():
+        print(f"-- {title}")
+        print(f"{'condition':>10} {'wall ms':>9} {'wall fps':>9} {'cpu ms':>8} {'cpu fps':>8}")
+        for condition, (wall, cpu) in rows.items():
+            print(f"{condition:>10} {1e3 * wall:9.2f} {1 / wall:9.1f}", end="")
+            print(f" {1e3 * cpu:8.2f} {1 / cpu:8.1f}")
+    return tables
 
 
 #: What the listener subscribes to in each node run: a navigation stack's outputs, then RViz's too

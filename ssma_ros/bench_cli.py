@@ -19,7 +19,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         epilog=bench.__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("what", choices=("model", "node", "all"))
+    parser.add_argument("what", choices=("model", "node", "all", "data"))
     parser.add_argument(
         "--bundle",
         type=Path,
@@ -33,7 +33,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--rate", type=float, default=30.0, help="node benchmark: camera rate (Hz)"
     )
     parser.add_argument(
-        "--size", type=parse_size, default="480x640", help="node benchmark: camera HxW"
+        "--size",
+        type=parse_size,
+        default=None,
+        help="node benchmark: camera HxW (default 480x640); data: scene HxW (default 240x320)",
     )
     parser.add_argument(
         "--duration", type=float, default=15.0, help="node benchmark: seconds per run"
@@ -57,11 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     node = (
         bench.bench_node(
-            args.bundle, args.rate, args.size, args.duration, args.repeats, args.threads
+            args.bundle,
+            args.rate,
+            args.size or (480, 640),
+            args.duration,
+            args.repeats,
+            args.threads,
         )
         if args.what in ("node", "all")
         else None
     )
+    if args.what == "data":
+        bench.bench_data(args.size or (240, 320), args.runs, args.warmup)
     if args.write:
         command = "ssma-bench " + " ".join(argv if argv is not None else sys.argv[1:])
         bench.write_markdown(args.write, models, node, command)

@@ -19,18 +19,25 @@ from ssma_ros.runtime.onnxruntime_backend import CPU_EP, create_session
 
 
 def interleaved_medians(
-    fns: Mapping[str, Callable[[], object]], warmup: int, runs: int
+    fns: Mapping[str, Callable[[], object]],
+    warmup: int,
+    runs: int,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
-    """Return the median seconds per call of each function, the functions taking turns."""
+    """Return the median seconds per call of each function, the functions taking turns.
+
+    `clock` is wall time by default; time.thread_time gives the calling thread's CPU time, the
+    fairer "one core" figure on a shared machine (wall time also counts others holding the core).
+    """
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
     times: dict[str, list[float]] = {name: [] for name in fns}
     for round_index in range(warmup + runs):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
             if round_index >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

@@ -121,3 +121,14 @@ def test_gpu_rows_run_copies_and_the_cpu_rows_still_run(monkeypatch):
         cudnn.allow_tf32, matmul.allow_tf32 = saved
     assert {p.device.type for p in model.parameters()} == {"cpu"}
     assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_data_bench_times_every_condition_in_wall_and_cpu_time(capsys):
+    from ssma_ros.data import synthetic
+
+    tables = bench.bench_data((48, 64), runs=2, warmup=1)
+    assert "default allocator" in tables
+    for rows in tables.values():
+        assert list(rows) == list(synthetic.CONDITIONS)
+        assert all(wall > 0 and cpu > 0 for wall, cpu in rows.values())
+    assert "synthetic scenes 48x64, median of 2 frames per condition" in capsys.readouterr().out
