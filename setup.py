@@ -38,16 +38,21 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
+            # The one node executable; every user-facing tool is an ssma-<verb> command whose
+            # main() lives in a `cli` module.
             "segment_node = ssma_ros.node.segment_node:main",
-            "ssma-model-info = ssma_ros.model.info:main",
             "ssma-train = ssma_ros.train.cli:main",
-            "ssma-export = ssma_ros.export.bundle_cli:main",
-            "ssma-build-engine = ssma_ros.export.tensorrt:main",
+            "ssma-experiment = ssma_ros.train.experiment.cli:main",
             "ssma-prune = ssma_ros.compress.cli:main",
-            "ssma-demo = ssma_ros.demo:main",
-            "ssma-bench = ssma_ros.bench:main",
             "ssma-dataset = ssma_ros.data.cli:main",
             "ssma-eval = ssma_ros.evaluate:main",
+            "ssma-eval-bundle = ssma_ros.compress.eval_cli:main",
+            "ssma-export = ssma_ros.export.bundle_cli:main",
+            "ssma-build-engine = ssma_ros.export.engine_cli:main",
+            "ssma-model-info = ssma_ros.model.info_cli:main",
+            "ssma-demo = ssma_ros.demo.cli:main",
+            "ssma-camera = ssma_ros.demo.camera_cli:main",
+            "ssma-bench = ssma_ros.bench_cli:main",
         ],
     },
 )

@@ -1,54 +1,47 @@
-"""ssma-bench: model latency per backend and the node's end-to-end figures, side by side.
+"""ssma-bench's measurements: model latency per backend and the node's end-to-end figures.
 
     ssma-bench model            # per backend/precision, lite vs full, unpruned vs pruned
     ssma-bench node             # segment_node on a 640x480 30 Hz synthetic camera
     ssma-bench all --write docs/BENCHMARKS.md
+    ssma-bench data             # the synthetic scene generator, frames per second per condition
 
-Every latency is the median of interleaved runs after warm-up: the variants of one table take
-turns, so all of them see the same background load, and ratios are measured in one run.
+Every latency is the median of interleaved runs after warm-up (ssma_ros.measure): the variants of
+one table take turns, so all of them see the same background load, and ratios are measured in one
+run. fp32 rows on a GPU are fp32, not TF32 (the runtime's rule: fp16 is the fast choice).
 """
 
 from __future__ import annotations
 
-import argparse
+import copy
+import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+from ssma_ros.demo import DemoConfig, Listener
+from ssma_ros.measure import interleaved_medians
+
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "models" / "default"
 PAPER_NOTE = (
-    "Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA TITAN X "
-    "(Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` table."
+    "Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA "
+    "TITAN X (Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` "
+    "table."
 )
 GPU_NOTE = (
-    "No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 and "
-    "onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the paper's 101.95 ms "
-    "(TITAN X Pascal, 768x384)."
+    "No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 "
+    "and onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the "
+    "paper's 101.95 ms (TITAN X Pascal, 768x384)."
 )
-
-
-def interleaved_medians(
-    fns: dict[str, Callable[[], object]], warmup: int, runs: int
-) -> dict[str, float]:
-    """Median seconds per call of each function, the functions taking turns."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(runs):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+#: The device of the GPU rows.
+GPU = "cuda"
 
 
 def machine() -> str:
+    """Describe this machine: CPU, cores, GPU and the library versions."""
     import onnxruntime
     import torch
 
@@ -60,8 +53,6 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    import os
-
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return (
         f"{cpu}, {os.cpu_count()} cores; GPU: {gpu}; Python {platform.python_version()}, torch "
@@ -69,12 +60,14 @@ def machine() -> str:
     )
 
 
-def _variants(
+def variants(
     model, inputs, onnx_path: Path | None, threads: int
 ) -> dict[str, Callable[[], object]]:
-    """The ways to run one model here: torch eager, torch tuned for the CPU, onnxruntime; GPU ones."""
+    """Return the ways to run one model here: torch eager and tuned, onnxruntime; GPU ones."""
     import onnxruntime as ort
     import torch
+
+    from ssma_ros.runtime.onnxruntime_backend import CPU_EP, CUDA_EP, create_session, cuda_provider
 
     torch.set_num_threads(threads)
     fns: dict[str, Callable[[], object]] = {}
@@ -101,38 +94,44 @@ def _variants(
 
     fns["torch frozen+channels_last (cpu, fp32)"] = tuned_run
     if onnx_path is not None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        session = create_session(onnx_path, [CPU_EP], threads)
         names = [i.name for i in session.get_inputs()]
         feeds = {n: x.numpy() for n, x in zip(names, inputs)}
         fns["onnxruntime (cpu, fp32)"] = lambda: session.run(None, feeds)
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            gpu_session = ort.InferenceSession(str(onnx_path), providers=["CUDAExecutionProvider"])
+        if CUDA_EP in ort.get_available_providers():
+            gpu_session = create_session(onnx_path, [cuda_provider(0)], threads)
             fns["onnxruntime (cuda, fp32)"] = lambda: gpu_session.run(None, feeds)
     if torch.cuda.is_available():
-        gpu_model = model.to("cuda")
-        for dtype, label in ((torch.float32, "fp32"), (torch.float16, "fp16")):
-            gpu_inputs = tuple(x.to("cuda", dtype) for x in inputs)
-            net = gpu_model if dtype == torch.float32 else _half_copy(gpu_model)
-
-            def run(net=net, gpu_inputs=gpu_inputs):
-                with torch.inference_mode():
-                    net(*gpu_inputs)
-                torch.cuda.synchronize()
-
-            fns[f"torch (cuda, {label})"] = run
+        fns.update(cuda_variants(model, inputs))
     return fns
 
 
-def _half_copy(model):
-    import copy
+def cuda_variants(model, inputs) -> dict[str, Callable[[], object]]:
+    """Return torch on the GPU in fp32 (not TF32) and fp16; `model` itself stays where it is."""
+    import torch
 
-    return copy.deepcopy(model).half()
+    from ssma_ros.runtime.torch_backend import disable_tf32
+
+    disable_tf32(torch)
+    fns: dict[str, Callable[[], object]] = {}
+    for dtype, label in ((torch.float32, "fp32"), (torch.float16, "fp16")):
+        # A copy: Module.to moves in place, and the CPU rows still run `model`.
+        net = copy.deepcopy(model).to(GPU, dtype)
+        gpu_inputs = tuple(x.to(GPU, dtype) for x in inputs)
+
+        def run(net=net, gpu_inputs=gpu_inputs):
+            with torch.inference_mode():
+                net(*gpu_inputs)
+            torch.cuda.synchronize()
+
+        fns[f"torch (cuda, {label})"] = run
+    return fns
 
 
-def bench_models(args) -> list[tuple[str, dict[str, float]]]:
+def bench_models(
+    bundle: Path, runs: int, warmup: int, threads: int
+) -> list[tuple[str, dict[str, float]]]:
+    """Time every model case of this machine with every way to run it; (title, medians) each."""
     import torch
 
     from ssma_ros.data.synthetic import CLASSES
@@ -144,7 +143,7 @@ def bench_models(args) -> list[tuple[str, dict[str, float]]]:
     cases = [
         ("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 240, 320, True)
     ]
-    pruned = Path(args.bundle) / "model.pt"
+    pruned = Path(bundle) / "model.pt"
     if pruned.is_file():
         cases.append(
             (
@@ -158,7 +157,7 @@ def bench_models(args) -> list[tuple[str, dict[str, float]]]:
     cases.append(
         ("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 480, 640, True)
     )
-    # Full size on a CPU: torch only (its ONNX export alone takes minutes here); GPUs get every backend.
+    # Full size on a CPU: torch only (its ONNX export alone takes minutes); GPUs: every backend.
     cases.append(
         (
             "full SSMA",
@@ -177,78 +176,121 @@ def bench_models(args) -> list[tuple[str, dict[str, float]]]:
     for name, make, height, width, with_onnx in cases:
         model = make().eval()
         inputs = tuple(torch.randn_like(x) for x in example_inputs(model, height, width))
-        runs = (
-            args.runs
-            if "full" not in name or torch.cuda.is_available()
-            else max(3, args.runs // 10)
-        )
+        case_runs = runs if "full" not in name or torch.cuda.is_available() else max(3, runs // 10)
         with tempfile.TemporaryDirectory() as tmp:
             onnx_path = (
                 export_onnx(model, Path(tmp) / "m.onnx", height, width) if with_onnx else None
             )
             medians = interleaved_medians(
-                _variants(model, inputs, onnx_path, args.threads), args.warmup, runs
+                variants(model, inputs, onnx_path, threads), warmup, case_runs
             )
         params = count_params(model)[1]
-        flops = count_flops(model.cpu().float(), height, width)
-        title = f"{name} at {height}x{width}: {params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs, median of {runs}"
+        flops = count_flops(model, height, width)
+        title = (
+            f"{name} at {height}x{width}: {params / 1e6:.2f} M params, "
+            f"{flops / 1e9:.2f} GFLOPs, median of {case_runs}"
+        )
         print(f"\n{title}")
         base = medians["torch eager (cpu, fp32)"]
         for variant, seconds in medians.items():
             print(
-                f"  {variant:42s} {seconds * 1e3:9.1f} ms {1 / seconds:8.1f} fps  x{base / seconds:5.2f} vs eager"
+                f"  {variant:42s} {seconds * 1e3:9.1f} ms {1 / seconds:8.1f} fps  "
+                f"x{base / seconds:5.2f} vs eager"
             )
         results.append((title, medians))
     return results
 
 
-#: What the listener subscribes to in each node run: a navigation stack's outputs, then RViz's too.
-NODE_RUNS = {"mask + confidence": ["--no-overlay"], "mask + confidence + overlay": []}
+def bench_data(
+    size: tuple[int, int], runs: int, warmup: int, strength: float = 1.0, seed: int = 0
+) -> dict[str, dict[str, tuple[float, float]]]:
+    """Time the synthetic scene generator per condition on one thread: (wall, CPU) seconds.
 
-
-def bench_node(args) -> dict[str, dict]:
-    """segment_node on the synthetic camera, `args.repeats` times per NODE_RUNS entry (the
-    entries taking turns, so both see the same background load); the median of each figure.
-
-    The listener only times what arrives: on a small CPU a consumer's own work on each mask runs
-    on the cores the node needs and shows up in the node's figures (ssma-demo, which scores every
-    mask, shows how much).
+    First with glibc's default allocator settings, then after synthetic.tune_allocator() (what a
+    training data loader calls once per worker) where it applies; the conditions take turns,
+    each rendering scenes 0, 1, 2, ... of its own.
     """
-    from ssma_ros import demo
+    import itertools
 
-    figures: dict[str, list[dict]] = {label: [] for label in NODE_RUNS}
-    for repeat in range(args.repeats):
-        for label, extra in NODE_RUNS.items():
-            demo_args = demo.parse_args(
-                [
-                    "--rate",
-                    str(args.rate),
-                    "--size",
-                    args.size,
-                    "--duration",
-                    str(args.duration),
-                    "--bundle",
-                    str(args.bundle),
-                    "--backend",
-                    "onnxruntime",
-                    "--cpu-threads",
-                    str(args.threads),
-                    "--no-score",
-                    *extra,
-                    "--out",
-                    str(Path(tempfile.mkdtemp(prefix="ssma-bench-node-"))),
-                ]
+    import cv2
+
+    from ssma_ros.data import synthetic
+
+    cv2.setNumThreads(1)
+    scenes = synthetic.SyntheticScenes(*size, seed=seed)
+
+    def renderer(condition: str) -> Callable[[], object]:
+        indices = itertools.count()  # each condition renders scenes 0, 1, 2, ...
+        return lambda: scenes.sample(next(indices), condition, strength)
+
+    def table() -> dict[str, tuple[float, float]]:
+        wall, cpu = (
+            interleaved_medians(
+                {c: renderer(c) for c in synthetic.CONDITIONS}, warmup, runs, clock
             )
-            figures[label].append(node_figures(demo.run(demo_args)))
+            for clock in (time.perf_counter, time.thread_time)
+        )
+        return {c: (wall[c], cpu[c]) for c in synthetic.CONDITIONS}
+
+    height, width = size
+    tables = {"default allocator": table()}
+    if synthetic.tune_allocator():
+        tables["after tune_allocator()"] = table()
+    print(f"synthetic scenes {height}x{width}, median of {runs} frames per condition, 1 thread")
+    for title, rows in tables.items():
+        print(f"-- {title}")
+        print(f"{'condition':>10} {'wall ms':>9} {'wall fps':>9} {'cpu ms':>8} {'cpu fps':>8}")
+        for condition, (wall, cpu) in rows.items():
+            print(f"{condition:>10} {1e3 * wall:9.2f} {1 / wall:9.1f}", end="")
+            print(f" {1e3 * cpu:8.2f} {1 / cpu:8.1f}")
+    return tables
+
+
+#: What the listener subscribes to in each node run: a navigation stack's outputs, then RViz's too
+#: (whether it subscribes to the overlay).
+NODE_RUNS = {"mask + confidence": False, "mask + confidence + overlay": True}
+
+
+def bench_node(
+    bundle: Path,
+    rate: float,
+    size: tuple[int, int],
+    duration: float,
+    repeats: int,
+    threads: int,
+) -> dict[str, dict]:
+    """Run segment_node on the synthetic camera `repeats` times per NODE_RUNS entry.
+
+    The entries take turns, so both see the same background load; returns the median of each
+    figure per entry. The listener only times what arrives: on a small CPU a consumer's own work
+    on each mask runs on the cores the node needs and shows up in the node's figures (ssma-demo,
+    which scores every mask, shows how much).
+    """
+    figures: dict[str, list[dict]] = {label: [] for label in NODE_RUNS}
+    for repeat in range(repeats):
+        for label, overlay in NODE_RUNS.items():
+            config = DemoConfig(
+                duration=duration,
+                rate=rate,
+                size=size,
+                backend="onnxruntime",
+                cpu_threads=threads,
+                bundle=str(bundle),
+                overlay=overlay,
+                score=False,
+                out=Path(tempfile.mkdtemp(prefix="ssma-bench-node-")),
+            )
+            figures[label].append(node_figures(Listener().run(config)))
             print(
-                f"  run {repeat + 1}/{args.repeats} ({label}): p95 {figures[label][-1]['latency_p95_ms']:.0f} ms, "
+                f"  run {repeat + 1}/{repeats} ({label}): "
+                f"p95 {figures[label][-1]['latency_p95_ms']:.0f} ms, "
                 f"overhead {100 * figures[label][-1]['overhead_share']:.0f} %"
             )
     runs = {label: combine(runs) for label, runs in figures.items()}
     for label, combined in runs.items():
         print(
             f"\nsegment_node end to end, onnxruntime on the CPU, listening to {label} "
-            f"(median of {args.repeats} runs):"
+            f"(median of {repeats} runs):"
         )
         for key, value in combined.items():
             print(
@@ -258,6 +300,7 @@ def bench_node(args) -> dict[str, dict]:
 
 
 def node_figures(summary: dict) -> dict:
+    """Derive the node's figures (stage times, overhead shares, targets) from a demo summary."""
     node = summary["node"]
     inputs, inference, output, process = (
         float(node[f"{k}_p50_ms"]) for k in ("input", "inference", "output", "process")
@@ -295,8 +338,9 @@ def node_figures(summary: dict) -> dict:
 
 
 def combine(runs: list[dict]) -> dict:
-    """Figures of repeated runs: the median of each number (text from the first run), and the
-    range of the two that carry targets, as `<name>_range` (min, max).
+    """Combine the figures of repeated runs: the median of each number (text from the first run).
+
+    The figures that carry targets also get their range, as `<name>_range` (min, max).
     """
     combined = {}
     for key, value in runs[0].items():
@@ -309,12 +353,14 @@ def combine(runs: list[dict]) -> dict:
 
 
 def write_markdown(path: Path, models, node, command: str) -> None:
+    """Write the model tables and the node table as docs/BENCHMARKS.md is."""
     lines = [
         "# Benchmarks",
         "",
         f"Machine: {machine()}.",
         "",
-        f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, batch 1).",
+        f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, "
+        "batch 1).",
         "",
         GPU_NOTE if "GPU: none" in machine() else PAPER_NOTE,
         "",
@@ -337,12 +383,12 @@ def write_markdown(path: Path, models, node, command: str) -> None:
             "## segment_node end to end",
             "",
             f"`ssma-bench node`: the default bundle with onnxruntime on the CPU, a "
-            f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener that only "
-            "times what arrives in separate "
-            f"processes as on a robot, Fast DDS profile `{Path(first['dds_profile']).name}`. Each figure is "
-            f"the median of {first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
-            "brackets give the range over the runs. The CPU-time figures count the whole backend call only "
-            "with `--threads 1` (other threads of its pool are not the workers').",
+            f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener "
+            "that only times what arrives in separate processes as on a robot, Fast DDS profile "
+            f"`{Path(first['dds_profile']).name}`. Each figure is the median of "
+            f"{first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
+            "brackets give the range over the runs. The CPU-time figures count the whole backend "
+            "call only with `--threads 1` (other threads of its pool are not the workers').",
             "",
             "| figure | " + " | ".join(f"listening to {label}" for label in node) + " | target |",
             "|---|" + "---:|" * len(node) + "---|",
@@ -380,7 +426,8 @@ def write_markdown(path: Path, models, node, command: str) -> None:
             (
                 "the same in CPU time of the workers (inputs / outputs p50)",
                 lambda f: (
-                    f"{100 * f['overhead_cpu_share']:.1f} % ({_range(f, 'overhead_cpu_share', 100)}; "
+                    f"{100 * f['overhead_cpu_share']:.1f} % "
+                    f"({_range(f, 'overhead_cpu_share', 100)}; "
                     f"{f['input_cpu_p50_ms']:.1f} / {f['output_cpu_p50_ms']:.1f} ms)"
                 ),
                 "<= 15 %",
@@ -425,46 +472,3 @@ def _range(figures: dict, key: str, scale: float = 1.0) -> str:
     low, high = figures[f"{key}_range"]
     digits = 1 if scale == 100 else 0  # shares to a tenth of a percent: targets sit at 15 %
     return f"{scale * low:.{digits}f}-{scale * high:.{digits}f}"
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="ssma-bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("model", "node", "all"))
-    parser.add_argument(
-        "--bundle",
-        type=Path,
-        default=DEFAULT_BUNDLE,
-        help="bundle for the pruned model and the node",
-    )
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads of every backend")
-    parser.add_argument(
-        "--rate", type=float, default=30.0, help="node benchmark: camera rate (Hz)"
-    )
-    parser.add_argument("--size", default="480x640", help="node benchmark: camera HxW")
-    parser.add_argument(
-        "--duration", type=float, default=15.0, help="node benchmark: seconds per run"
-    )
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="node benchmark: runs per set of outputs"
-    )
-    parser.add_argument(
-        "--write", type=Path, default=None, help="also write the tables to this markdown file"
-    )
-    args = parser.parse_args(argv)
-    models = bench_models(args) if args.what in ("model", "all") else []
-    node = bench_node(args) if args.what in ("node", "all") else None
-    if args.write:
-        write_markdown(
-            args.write,
-            models,
-            node,
-            "ssma-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
-        )
-        print(f"\nwritten to {args.write}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

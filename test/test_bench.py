@@ -89,3 +89,46 @@ def test_markdown_has_a_column_per_node_run(tmp_path, monkeypatch):
         in text
     )
     assert "fastdds_large_images.xml" in text
+
+
+def test_gpu_rows_run_copies_and_the_cpu_rows_still_run(monkeypatch):
+    """Module.to moves in place: GPU rows that moved `model` would feed its CPU rows' CPU inputs
+    to GPU weights. Here the "GPU" is the meta device (shapes only, no memory).
+    """
+    import torch
+
+    monkeypatch.setattr(bench, "GPU", "meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU()).eval()
+    inputs = (torch.randn(1, 3, 8, 8),)
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32  # the rows turn TF32 off for the process
+    try:
+        cudnn.allow_tf32 = matmul.allow_tf32 = True
+        fns = bench.variants(model, inputs, None, threads=1)
+        assert list(fns) == [
+            "torch eager (cpu, fp32)",
+            "torch frozen+channels_last (cpu, fp32)",
+            "torch (cuda, fp32)",
+            "torch (cuda, fp16)",
+        ]
+        for fn in fns.values():
+            fn()
+        # "fp32" rows on a GPU are fp32: cuDNN's TF32 (on by default) is off
+        assert not cudnn.allow_tf32 and not matmul.allow_tf32
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_data_bench_times_every_condition_in_wall_and_cpu_time(capsys):
+    from ssma_ros.data import synthetic
+
+    tables = bench.bench_data((48, 64), runs=2, warmup=1)
+    assert "default allocator" in tables
+    for rows in tables.values():
+        assert list(rows) == list(synthetic.CONDITIONS)
+        assert all(wall > 0 and cpu > 0 for wall, cpu in rows.values())
+    assert "synthetic scenes 48x64, median of 2 frames per condition" in capsys.readouterr().out

@@ -22,7 +22,7 @@ from ssma_ros.model.adapnet import Expert
 from ssma_ros.model.backbone import MultiscaleConv
 from ssma_ros.model.base import OUT, SIDE_EIGHTH, SIDE_QUARTER, SegmentationModel
 from ssma_ros.model.info import count_flops, count_params
-from ssma_ros.model.info import main as info_main
+from ssma_ros.model.info_cli import main as info_main
 
 ARCHS = ("adapnet", "ssma", "early", "late")
 TWO_INPUTS = ("ssma", "early", "late")

@@ -130,21 +130,6 @@ def test_rgb_rejects_wrong_dtype_and_channels(image):
         Preprocess(4, 4).rgb(image)
 
 
-def test_batch_variants_match_single_frames():
-    pre = Preprocess(8, 10, aux_spec=AuxSpec("depth", "jet", depth_range_m=(0.5, 5.0)))
-    rng = np.random.default_rng(1)
-    images = [rng.integers(0, 256, (16, 20, 3), dtype=np.uint8) for _ in range(3)]
-    depths = [rng.integers(0, 6000, (12, 15), dtype=np.uint16) for _ in range(3)]
-    np.testing.assert_array_equal(
-        pre.rgb_batch(images), np.concatenate([pre.rgb(i) for i in images])
-    )
-    np.testing.assert_array_equal(
-        pre.aux_batch(depths, "16UC1"), np.concatenate([pre.aux(d, "16UC1") for d in depths])
-    )
-    encoded = np.stack([pre.encode_aux(d, "16UC1") for d in depths])
-    np.testing.assert_array_equal(pre.normalise_aux(encoded), pre.aux_batch(depths, "16UC1"))
-
-
 # -- aux ------------------------------------------------------------------------------------------
 
 

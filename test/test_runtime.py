@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 import pytest
 import torch
 from torch import nn
@@ -153,12 +152,7 @@ def test_onnxruntime_matches_the_torch_model(exported: Exported) -> None:
         )
         == "0"
     )
-    # where the TensorRT EP would cache its engines: per ONNX content and onnxruntime version
-    assert backend.cache_dir == (
-        exported.bundle.engines_dir
-        / "onnxruntime"
-        / f"{exported.bundle.files['model.onnx'][:16]}_ort{onnxruntime.__version__}"
-    )
+    assert backend.cache_dir is None  # no TensorRT EP, no engine folder
     for seed in range(2):
         inputs = random_inputs(seed)
         logits = backend.infer(inputs)
@@ -221,14 +215,15 @@ def test_provider_order_and_tensorrt_ep_cache_options(tmp_path: Path) -> None:
     providers = providers_for(everything, "cuda:1", "fp16", tmp_path / "engines" / "onnxruntime")
     assert [p if isinstance(p, str) else p[0] for p in providers] == [TRT_EP, CUDA_EP, CPU_EP]
     trt_options = providers[0][1]
-    assert trt_options["device_id"] == 1 and providers[1][1] == {"device_id": 1}
+    # the CUDA EP computes fp32 as fp32: TF32 off
+    assert trt_options["device_id"] == 1 and providers[1][1] == {"device_id": 1, "use_tf32": 0}
     assert trt_options["trt_fp16_enable"] is True
     assert trt_options["trt_engine_cache_enable"] is True
     assert trt_options["trt_engine_cache_path"] == str(tmp_path / "engines" / "onnxruntime")
     assert providers_for(everything, "cuda:0", "fp32", tmp_path)[0][1]["trt_fp16_enable"] is False
     # only what this build has, and nothing GPU-side for the CPU
     assert providers_for([CUDA_EP, CPU_EP], "cuda", "fp16", tmp_path) == [
-        (CUDA_EP, {"device_id": 0}),
+        (CUDA_EP, {"device_id": 0, "use_tf32": 0}),
         CPU_EP,
     ]
     assert providers_for(everything, "cpu", "fp16", tmp_path) == [CPU_EP]
@@ -312,7 +307,7 @@ def test_bad_arguments_are_refused(exported: Exported) -> None:
 
 def test_runtime_imports_no_heavy_library_and_nothing_from_training() -> None:
     code = (
-        "import sys, ssma_ros.runtime, ssma_ros.bundle, ssma_ros.export.tensorrt\n"
+        "import sys, ssma_ros.runtime, ssma_ros.bundle, ssma_ros.export.engine_cli\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime', 'onnx', 'tensorrt')"
         " or m.startswith(('ssma_ros.train', 'ssma_ros.data'))]\n"
         "print(bad)"

@@ -7,15 +7,13 @@ aux, so the segmenter feeds the blank aux image, as the node does when the aux s
 resized to the network input as in training (nearest), and the metrics are those of training
 (`ConfusionMeter`: void ignored, classes absent from labels and predictions left out).
 
-    python -m ssma_ros.compress.bundle_eval models/default --split test --count 50 \
+    ssma-eval-bundle models/default --split test --count 50 \
         --conditions clear fog night glare rain
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,10 +25,8 @@ from ssma_ros.bundle import load_bundle
 from ssma_ros.data import synthetic
 from ssma_ros.runtime.loader import load_backend
 from ssma_ros.serve.segmenter import Segmenter
+from ssma_ros.train.data import GENERATOR_AUX
 from ssma_ros.train.metrics import ConfusionMeter, SegMetrics
-
-#: Synthetic generator aux kind per bundle aux modality.
-GENERATOR_AUX = {"depth": "depth", "infrared": "thermal"}
 
 
 @dataclass(frozen=True)
@@ -127,47 +123,3 @@ def markdown(scores: BundleScores) -> str:
     for name, m in scores.metrics.items():
         lines.append(f"| {name} | {100 * m.miou:.2f} | {100 * m.pixel_accuracy:.2f} |")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ssma-eval-bundle", description=__doc__.splitlines()[0])
-    parser.add_argument("bundle", type=Path, help="bundle folder")
-    parser.add_argument("--split", default="test", choices=sorted(synthetic.SPLITS))
-    parser.add_argument("--first", type=int, default=0, help="first frame index within the split")
-    parser.add_argument("--count", type=int, default=16, help="frames per condition")
-    parser.add_argument(
-        "--conditions", nargs="+", default=["clear"], choices=list(synthetic.CONDITIONS)
-    )
-    parser.add_argument(
-        "--strength", type=float, default=1.0, help="strength of the adverse conditions"
-    )
-    parser.add_argument(
-        "--no-rgb-only", action="store_true", help="skip the RGB-only (aux blanked) runs"
-    )
-    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads")
-    args = parser.parse_args(argv)
-    try:
-        scores = evaluate_bundle(
-            args.bundle,
-            split=args.split,
-            first=args.first,
-            count=args.count,
-            conditions=args.conditions,
-            strength=args.strength,
-            rgb_only=not args.no_rgb_only,
-            threads=args.threads,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"ssma-eval-bundle: {err}", file=sys.stderr)
-        return 1
-    print(
-        f"{args.bundle}: {args.split} frames {args.first}..{args.first + args.count - 1}, "
-        f"strength {args.strength:g}, ONNX Runtime CPU, {args.threads} thread(s)"
-    )
-    print(markdown(scores), end="")
-    print(f"median per frame (preprocessing + inference): {scores.latency_ms:.1f} ms")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ssma_ros.argtypes import parse_size
+
 #: Checkpoint meta that describes a training run in progress or a stale evaluation, not the model.
 STRIPPED_META = ("resume", "confusion")
 
@@ -31,12 +33,6 @@ STRIPPED_META = ("resume", "confusion")
 def serving_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """Meta of a checkpoint without optimizer/resume state and stale confusion matrices."""
     return {k: v for k, v in meta.items() if k not in STRIPPED_META}
-
-
-def _size(text: str) -> tuple[int, int]:
-    from ssma_ros.model.info import parse_size
-
-    return parse_size(text)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -141,7 +137,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--latency-size",
-        type=_size,
+        type=parse_size,
         default=None,
         help="HxW for FLOPs and latency (default: the training input size)",
     )
@@ -178,11 +174,11 @@ def run(args: argparse.Namespace) -> list:
 
     from ssma_ros.compress import report
     from ssma_ros.compress.finetune import Distillation, Recipe, finetune
-    from ssma_ros.compress.measure import interleaved_latency, model_cost
     from ssma_ros.compress.prune import ChannelPruner, accumulate_gradients, excluded_layers
     from ssma_ros.export.onnx import export_onnx, onnx_matches_torch
+    from ssma_ros.measure import onnx_latency_ms
     from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
-    from ssma_ros.model.info import example_inputs
+    from ssma_ros.model.info import count_flops, count_params, example_inputs
 
     torch.set_num_threads(args.threads)
     model, meta = load_checkpoint(args.checkpoint)
@@ -250,7 +246,7 @@ def run(args: argparse.Namespace) -> list:
                 )
             )
         else:
-            cost = model_cost(model, height, width)
+            params, flops = count_params(model)[0], count_flops(model, height, width)
             onnx_path = export_onnx(model, onnx_dir / f"{label}.onnx", height, width)
             diff = onnx_matches_torch(model, onnx_path, sample, atol=1e-4)
             pruning = {
@@ -269,7 +265,7 @@ def run(args: argparse.Namespace) -> list:
                 "max_ratio": args.max_ratio,
                 "round_to": args.round_to or 1,
                 "excluded": excluded_layers(model),
-                "params": cost.params,
+                "params": params,
             }
             path = args.out / f"{label}.pt"
             save_checkpoint(
@@ -287,8 +283,8 @@ def run(args: argparse.Namespace) -> list:
                 report.StepResult(
                     row,
                     step * args.ratio_per_step,
-                    cost.params,
-                    cost.flops,
+                    params,
+                    flops,
                     miou,
                     diff,
                     loss,
@@ -350,7 +346,7 @@ def run(args: argparse.Namespace) -> list:
             for r in results
             if r.step != report.CONTROL
         }
-        latency = interleaved_latency(timed, threads=args.threads, runs=args.latency_runs)
+        latency = onnx_latency_ms(timed, threads=args.threads, runs=args.latency_runs)
     finally:
         shutil.rmtree(onnx_dir, ignore_errors=True)
     for r in results:

@@ -84,16 +84,6 @@ class ClassSet:
             table[source] = target
         return table
 
-    def map_ids(self, ids: np.ndarray, map_name: str) -> np.ndarray:
-        """Dataset label ids (unsigned integer image) -> uint8 class ids; unknown ids -> void."""
-        ids = np.asarray(ids)
-        if not np.issubdtype(ids.dtype, np.integer) or ids.min(initial=0) < 0:
-            raise ValueError(f"label ids must be non-negative integers, got {ids.dtype}")
-        table = self.lut(map_name)
-        # Ids beyond the table are unknown: send them to the table's last entry, made void.
-        table = np.append(table, np.uint8(0))
-        return table[np.minimum(ids, len(table) - 1)]
-
     def map_colors(self, rgb: np.ndarray, tolerance: int = 0) -> np.ndarray:
         """Colour-coded ground truth (uint8 HxWx3 RGB) -> uint8 class ids.
 

@@ -254,10 +254,6 @@ class Preprocess:
         """uint8 RGB image from the camera -> network input float32 (1, 3, H, W)."""
         return self.normalise_rgb(self.encode_rgb(image))
 
-    def rgb_batch(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Several RGB images (any sizes) -> float32 (N, 3, H, W)."""
-        return self.normalise_rgb(np.stack([self.encode_rgb(im) for im in images]))
-
     # -- aux ----------------------------------------------------------------------------------
 
     def _aux_spec(self) -> AuxSpec:
@@ -364,22 +360,6 @@ class Preprocess:
         for c in range(3):
             np.take(table[c], codes, out=out[0, c])
         return out
-
-    def aux_batch(
-        self,
-        raws: Sequence[np.ndarray],
-        encoding: str,
-        cameras: Sequence[CameraIntrinsics | None] | None = None,
-        rgbs: Sequence[np.ndarray | None] | None = None,
-    ) -> np.ndarray:
-        """Several raw aux frames of one sensor encoding -> float32 (N, 3, H, W)."""
-        n = len(raws)
-        cameras = cameras if cameras is not None else [None] * n
-        rgbs = rgbs if rgbs is not None else [None] * n
-        if len(cameras) != n or len(rgbs) != n:
-            raise ValueError("raws, cameras and rgbs must have the same length")
-        encoded = [self.encode_aux(r, encoding, c, g) for r, c, g in zip(raws, cameras, rgbs)]
-        return self.normalise_aux(np.stack(encoded))
 
     def blank_aux(self, batch: int = 1) -> np.ndarray:
         """The aux input for "no aux data": a normalised black image, float32 (batch, 3, H, W)."""

@@ -65,7 +65,7 @@ def check_precision(precision: str) -> str:
 def ordered_inputs(
     specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray]
 ) -> list[np.ndarray]:
-    """The inputs in network order as C-contiguous float32, each checked against its spec."""
+    """Return the inputs in network order as C-contiguous float32, each checked by its spec."""
     missing = [s.name for s in specs if s.name not in inputs]
     if missing:
         raise ValueError(f"missing network input(s) {missing}; got {sorted(inputs)}")

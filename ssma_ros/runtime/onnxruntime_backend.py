@@ -1,9 +1,15 @@
-"""ONNX Runtime backend: TensorRT EP, CUDA EP or CPU, whichever this onnxruntime build offers."""
+"""ONNX Runtime backend: TensorRT EP, CUDA EP or CPU, whichever this onnxruntime build offers.
+
+`create_session` is the one place ONNX Runtime sessions are made (the node, ssma-bench and
+ssma-prune's latency), so what is measured is what the node serves. fp32 is fp32 on the CUDA EP
+(its TF32 is turned off); the TensorRT EP has no TF32 switch, so its fp32 may use TF32 on Ampere
+and newer GPUs.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -16,6 +22,7 @@ from ssma_ros.runtime.base import (
     ordered_inputs,
     parse_device,
 )
+from ssma_ros.runtime.engine_cache import gpu_info, import_tensorrt, target_tag
 
 TRT_EP = "TensorrtExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -49,14 +56,52 @@ def why_unavailable(device_kind: str) -> str | None:
     return None
 
 
-def providers_for(available: list[str], device: str, precision: str, cache_dir: Path) -> list[Any]:
-    """Providers in priority order (TensorRT, CUDA, CPU) filtered by what this build has.
+def create_session(onnx_path: str | Path, providers: Sequence[Any] = (CPU_EP,), threads: int = 0):
+    """Open an InferenceSession with the node's options; `threads` 0 is one per physical core."""
+    ort = _import_ort()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    # Idle pool threads sleep instead of spinning: on a robot the cores are shared with the
+    # camera driver, the node's other worker and the consumers.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(onnx_path), sess_options=options, providers=list(providers))
+
+
+def trt_ep_cache_dir(base: Path, onnx_sha256: str, ort_version: str, device_index: int) -> Path:
+    """Name the TensorRT EP's engine folder under `base`.
+
+    The EP rebuilds an engine only for a new graph, so the folder names everything else its plans
+    are tied to: the weights (ONNX hash), onnxruntime, TensorRT and the GPU. Where TensorRT's
+    Python module or torch is missing, that part reads "unknown".
+    """
+    try:
+        trt_version = import_tensorrt().__version__
+    except BackendUnavailable:
+        trt_version = "unknown"
+    try:
+        gpu = gpu_info(device_index)
+        target = target_tag(trt_version, gpu.name, gpu.compute_capability)
+    except BackendUnavailable:
+        target = target_tag(trt_version, "unknown", (0, 0))
+    return base / f"{onnx_sha256[:16]}_ort{ort_version}_{target}"
+
+
+def cuda_provider(index: int) -> tuple[str, dict[str, Any]]:
+    """Configure the CUDA EP on device `index` to compute fp32 as fp32 (no TF32)."""
+    return (CUDA_EP, {"device_id": index, "use_tf32": 0})
+
+
+def providers_for(
+    available: list[str], device: str, precision: str, cache_dir: Path | None
+) -> list[Any]:
+    """List providers in priority order (TensorRT, CUDA, CPU), filtered by what this build has.
 
     The TensorRT EP keeps its engines in `cache_dir` so the first-run build happens once.
     """
     kind, index = parse_device(device)
     wanted: list[Any] = []
-    if kind == "cuda":
+    if kind == "cuda" and TRT_EP in available:
         wanted.append(
             (
                 TRT_EP,
@@ -70,12 +115,15 @@ def providers_for(available: list[str], device: str, precision: str, cache_dir: 
                 },
             )
         )
-        wanted.append((CUDA_EP, {"device_id": index}))
+    if kind == "cuda":
+        wanted.append(cuda_provider(index))
     wanted.append(CPU_EP)
     return [p for p in wanted if (p if isinstance(p, str) else p[0]) in available]
 
 
 class OnnxRuntimeBackend:
+    """The bundle's model.onnx in an ONNX Runtime session."""
+
     name = "onnxruntime"
 
     def __init__(
@@ -91,23 +139,19 @@ class OnnxRuntimeBackend:
         ort = _import_ort()
         log = logger or default_logger()
         check_precision(precision)
-        # ORT does not notice new weights under the same graph, nor a new ORT: one folder per both.
-        base = Path(cache_dir) if cache_dir is not None else bundle.engines_dir / "onnxruntime"
-        self.cache_dir = base / f"{bundle.files['model.onnx'][:16]}_ort{ort.__version__}"
-        providers = providers_for(ort.get_available_providers(), device, precision, self.cache_dir)
-        if any(not isinstance(p, str) and p[0] == TRT_EP for p in providers):
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads  # 0: one per physical core (ORT default)
-        # Idle pool threads sleep instead of spinning: on a robot the cores are shared with the
-        # camera driver, the node's other worker and the consumers.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(
-                str(bundle.onnx_path), sess_options=options, providers=providers
+        available = ort.get_available_providers()
+        kind, index = parse_device(device)
+        # Where the TensorRT EP keeps its engines; None when it is not used.
+        self.cache_dir: Path | None = None
+        if kind == "cuda" and TRT_EP in available:
+            base = Path(cache_dir) if cache_dir is not None else bundle.engines_dir / "onnxruntime"
+            self.cache_dir = trt_ep_cache_dir(
+                base, bundle.files["model.onnx"], ort.__version__, index
             )
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+        providers = providers_for(available, device, precision, self.cache_dir)
+        try:
+            self._session = create_session(bundle.onnx_path, providers, threads)
         except (
             Exception
         ) as exc:  # ORT's Fail, InvalidGraph, InvalidProtobuf, ...: the model's fault
@@ -138,10 +182,12 @@ class OnnxRuntimeBackend:
         self.precision = "fp16" if serving == TRT_EP and precision == "fp16" else "fp32"
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Logits (1, C, H, W) float32; see Backend.infer."""
         arrays = ordered_inputs(self._specs, inputs)
         feed = {spec.name: array for spec, array in zip(self._specs, arrays)}
         (logits,) = self._session.run([self._output], feed)
         return np.asarray(logits, dtype=np.float32)
 
     def close(self) -> None:
+        """Drop the session."""
         self._session = None

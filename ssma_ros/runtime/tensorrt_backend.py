@@ -2,7 +2,9 @@
 
 TensorRT 10 name-based I/O only (set_tensor_address + execute_async_v3), within the 10.3 API.
 The backend owns its execution context, its CUDA stream and preallocated device and pinned host
-buffers; calls to infer() are serialised because a context must not run on two threads at once.
+buffers, all in the engine's I/O dtype (fp16 for a TensorRT 11 fp16 engine), so a copy is one
+transfer without a cast on the GPU; calls to infer() are serialised because a context must not
+run on two threads at once.
 """
 
 from __future__ import annotations
@@ -14,17 +16,6 @@ from typing import Any, Mapping
 import numpy as np
 
 from ssma_ros.bundle import Bundle
-from ssma_ros.export.tensorrt import (
-    DEFAULT_WORKSPACE_MIB,
-    EngineBuildError,
-    EngineSpec,
-    TensorRTUnavailable,
-    engine_spec,
-    ensure_engine,
-    gpu_info,
-    import_tensorrt,
-    trt_logger,
-)
 from ssma_ros.runtime.base import (
     BackendUnavailable,
     Log,
@@ -33,18 +24,20 @@ from ssma_ros.runtime.base import (
     ordered_inputs,
     parse_device,
 )
+from ssma_ros.runtime.engine_cache import (
+    DEFAULT_WORKSPACE_MIB,
+    EngineBuildError,
+    EngineSpec,
+    engine_spec,
+    ensure_engine,
+    gpu_info,
+    import_tensorrt,
+    on_device,
+    trt_logger,
+)
 
-# TensorRT DataType name -> torch dtype name (trt.nptype has no bfloat16).
-_TORCH_DTYPES = {
-    "FLOAT": "float32",
-    "HALF": "float16",
-    "BF16": "bfloat16",
-    "INT32": "int32",
-    "INT64": "int64",
-    "INT8": "int8",
-    "UINT8": "uint8",
-    "BOOL": "bool",
-}
+# TensorRT DataType name -> torch dtype name of the I/O tensors a bundle's ONNX can have.
+_IO_DTYPES = {"FLOAT": "float32", "HALF": "float16"}
 
 
 def why_unavailable(device: str) -> str | None:
@@ -55,7 +48,7 @@ def why_unavailable(device: str) -> str | None:
     try:
         import_tensorrt()
         gpu_info(index)
-    except TensorRTUnavailable as exc:
+    except BackendUnavailable as exc:
         return str(exc)
     return None
 
@@ -81,8 +74,8 @@ def load_engine(
     engine = runtime.deserialize_cuda_engine(spec.plan_path.read_bytes())
     if engine is None and not built and allow_build:
         log.warning(
-            f"TensorRT refused the cached engine {spec.plan_path} (another TensorRT version or GPU, "
-            "or a damaged file); rebuilding it"
+            f"TensorRT refused the cached engine {spec.plan_path} (another TensorRT version or "
+            "GPU, or a damaged file); rebuilding it"
         )
         ensure_engine(trt, spec, workspace_mib=workspace_mib, force=True, logger=log)
         engine = runtime.deserialize_cuda_engine(spec.plan_path.read_bytes())
@@ -95,6 +88,8 @@ def load_engine(
 
 
 class TensorRTBackend:
+    """A TensorRT engine of the bundle on one CUDA device."""
+
     name = "tensorrt"
 
     def __init__(
@@ -123,7 +118,7 @@ class TensorRTBackend:
         self._lock = threading.Lock()
         self._specs = bundle.inputs
         torch.cuda.init()  # torch creates the primary CUDA context first; TensorRT then shares it
-        with torch.cuda.device(self._cuda):
+        with on_device(index):
             self.spec = engine_spec(trt, bundle, precision, gpu_info(index), cache_dir=cache_dir)
             self._runtime = trt.Runtime(trt_logger(trt))
             self._engine = load_engine(
@@ -135,6 +130,11 @@ class TensorRTBackend:
                 logger=log,
             )
             self._context = self._engine.create_execution_context()
+            if self._context is None:
+                raise EngineBuildError(
+                    f"TensorRT could not create an execution context for {self.spec.plan_path} "
+                    "(most often too little free GPU memory; see its log above)"
+                )
             self._stream = torch.cuda.Stream(device=self._cuda)
             self._allocate(bundle, trt)
         log.info(
@@ -157,30 +157,47 @@ class TensorRTBackend:
         self._host_buffers: dict[str, Any] = {}
         for name in names:
             shape = tuple(engine.get_tensor_shape(name))
-            dtype = getattr(torch, _TORCH_DTYPES[engine.get_tensor_dtype(name).name])
+            io_dtype = engine.get_tensor_dtype(name).name
+            if io_dtype not in _IO_DTYPES:
+                raise EngineBuildError(
+                    f"engine {self.spec.plan_path} has {io_dtype} tensor {name!r}; bundles have "
+                    f"float32 or float16 inputs and outputs. Rebuild it with:\n  "
+                    f"{self.spec.rebuild_command}"
+                )
+            dtype = getattr(torch, _IO_DTYPES[io_dtype])
             buffer = torch.empty(shape, dtype=dtype, device=self._cuda)
             self._device_buffers[name] = buffer
             # Pinned host memory makes the copies truly asynchronous and about twice as fast.
-            self._host_buffers[name] = torch.empty(shape, dtype=torch.float32, pin_memory=True)
+            self._host_buffers[name] = torch.empty(shape, dtype=dtype, pin_memory=True)
             self._context.set_tensor_address(name, buffer.data_ptr())
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Logits (1, C, H, W) float32; see Backend.infer."""
         arrays = ordered_inputs(self._specs, inputs)
         with self._lock, self._torch.cuda.stream(self._stream):
-            for spec, array in zip(self._specs, arrays):
-                host = self._host_buffers[spec.name]
-                np.copyto(host.numpy(), array)
-                self._device_buffers[spec.name].copy_(host, non_blocking=True)
-            if not self._context.execute_async_v3(self._stream.cuda_stream):
+            host_out = self._host_buffers[self._output]
+            enqueued = False
+            try:
+                for spec, array in zip(self._specs, arrays):
+                    host = self._host_buffers[spec.name]
+                    np.copyto(host.numpy(), array)  # casts into the engine's I/O dtype
+                    self._device_buffers[spec.name].copy_(host, non_blocking=True)
+                enqueued = self._context.execute_async_v3(self._stream.cuda_stream)
+                if enqueued:
+                    host_out.copy_(self._device_buffers[self._output], non_blocking=True)
+            finally:
+                # Queued copies still read the pinned inputs: they must be done before the next
+                # call (or an error) lets anyone reuse them.
+                self._stream.synchronize()
+            if not enqueued:
                 raise RuntimeError(
                     f"TensorRT execute_async_v3 failed for {self.spec.plan_path} (see its log)"
                 )
-            host_out = self._host_buffers[self._output]
-            host_out.copy_(self._device_buffers[self._output], non_blocking=True)
-            self._stream.synchronize()
-            return host_out.numpy().copy()  # the pinned buffer is reused by the next call
+            # A float32 copy: the pinned buffer is reused by the next call.
+            return host_out.numpy().astype(np.float32)
 
     def close(self) -> None:
+        """Release the context, the engine and the buffers."""
         with self._lock:
             self._stream.synchronize()
             self._context = None

@@ -32,7 +32,7 @@ def _no_checkpoint(bundle: Bundle) -> str:
 
 
 def why_unavailable(bundle: Bundle, device_kind: str) -> str | None:
-    """None when this backend can run the bundle on `device_kind` ('cpu'/'cuda') here, else why not."""
+    """Return None when this backend can run the bundle on `device_kind` here, else why not."""
     if bundle.checkpoint_path is None:
         return _no_checkpoint(bundle)
     try:
@@ -44,7 +44,18 @@ def why_unavailable(bundle: Bundle, device_kind: str) -> str | None:
     return None
 
 
+def disable_tf32(torch: Any) -> None:
+    """Make fp32 mean fp32 on a GPU too: cuDNN convolutions default to TF32 on Ampere and newer.
+
+    Process-wide; it leaves fp16 as it is.
+    """
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+
+
 class TorchBackend:
+    """The bundle's PyTorch checkpoint, run eagerly."""
+
     name = "torch"
 
     def __init__(
@@ -78,6 +89,8 @@ class TorchBackend:
         # Half precision only pays (and only is well supported) on the GPU.
         self.precision = "fp16" if kind == "cuda" and precision == "fp16" else "fp32"
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        if kind == "cuda" and self.precision == "fp32":
+            disable_tf32(torch)
 
         try:
             model, _ = load_checkpoint(bundle.checkpoint_path)

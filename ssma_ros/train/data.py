@@ -48,6 +48,9 @@ class FrameSource(Protocol):
 
 #: Geometry of a crop without augmentation: a random window at the frame's own scale.
 CROP_ONLY = AugmentConfig(scale=(1.0, 1.0), rotation_deg=0.0, skew=0.0, flip=False)
+#: The synthetic generator's aux channel for each aux modality of a config or bundle, the one
+#: place "infrared" means its "thermal" channel (the inverse of synthetic.AUX_KINDS).
+GENERATOR_AUX = {modality: kind for kind, (modality, _) in synthetic.AUX_KINDS.items()}
 
 
 class FixedFrames:
@@ -376,7 +379,7 @@ def _datasets(
 def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], DataInfo]:
     d = cfg.data
     modality = d.aux or "depth"
-    generator_aux = "thermal" if modality == "infrared" else "depth"
+    generator_aux = GENERATOR_AUX[modality]
     h, w = d.size
     scenes = synthetic.SyntheticScenes(h, w, seed=d.scene_seed)
     train: FrameSource = SyntheticMix(
@@ -416,7 +419,7 @@ def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], Dat
         )
         for c in d.eval_conditions
     }
-    defaults = {"intensity_range": synthetic.THERMAL_RANGE} if modality == "infrared" else {}
+    defaults = {"intensity_range": synthetic.THERMAL_RANGE} if generator_aux == "thermal" else {}
     preprocess = _preprocess(cfg, modality, defaults)
     info = DataInfo(tuple(synthetic.CLASSES), np.asarray(synthetic.PALETTE, np.uint8), preprocess)
     return (*_datasets(cfg, train, evals, preprocess), info)

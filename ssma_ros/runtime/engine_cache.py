@@ -1,43 +1,35 @@
-"""TensorRT engine builder and engine cache (CLI: ssma-build-engine).
+"""TensorRT engine cache and builder (the runtime's; `ssma-build-engine` is a CLI over it).
 
 Works with TensorRT 10.3 (JetPack 6; the API floor: nothing newer is used) and TensorRT 11:
 - 10.x: FP16 comes from BuilderFlag.FP16 applied to the fp32 model.onnx (weak typing);
 - 11.x: the FP16 flag is gone and every network is strongly typed, so FP16 comes from the
   bundle's model_fp16.onnx. The choice is made by feature detection, not by version number.
+"fp32" means fp32: the TF32 flag (on by default) is cleared, so fp32 engines compute as the ONNX
+does and "fp16" stays the one fast, reduced-precision choice.
 
-Engines are tied to the exact TensorRT version and GPU, so they are built on the target and cached
-as <bundle>/engines/<key>.plan, the key naming the ONNX hash, TensorRT version, GPU and precision.
+Engines are tied to the exact TensorRT version and GPU, so they are built on the target, on the
+CUDA device they serve (TensorRT builds on the current device), and cached as
+<bundle>/engines/<key>.plan, the key naming the ONNX hash, TensorRT version, GPU and precision.
 A JSON record next to each plan repeats its key; a plan whose record names another key is rebuilt,
 never loaded.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
 import os
 import re
 import shlex
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any
 
-from ssma_ros.bundle import (
-    ENGINES_DIR,
-    ONNX_FILE,
-    ONNX_FP16_FILE,
-    Bundle,
-    BundleError,
-    load_bundle,
-)
-
-if TYPE_CHECKING:  # the runtime imports this module; only the type comes back the other way
-    from ssma_ros.runtime.base import Log
+from ssma_ros.bundle import ENGINES_DIR, ONNX_FILE, ONNX_FP16_FILE, Bundle
+from ssma_ros.runtime.base import BackendUnavailable, Log
 
 TRTEXEC = "/usr/src/tensorrt/bin/trtexec"
 DEFAULT_WORKSPACE_MIB = 1024
@@ -48,19 +40,19 @@ TRT_MISSING = (
 )
 
 
-class TensorRTUnavailable(RuntimeError):
-    """TensorRT (or the CUDA GPU it needs) is not there; the message says what to install."""
+class EngineBuildError(BackendUnavailable):
+    """An engine could not be parsed, built, written or loaded; the message says what to do.
 
-
-class EngineBuildError(RuntimeError):
-    """An engine could not be parsed, built, written or loaded; the message says what to do."""
+    A kind of BackendUnavailable: whoever asked for TensorRT handles both the same way.
+    """
 
 
 def import_tensorrt() -> Any:
+    """Return the tensorrt module, or raise BackendUnavailable saying how to install it."""
     try:
         import tensorrt
     except ImportError as exc:
-        raise TensorRTUnavailable(f"{TRT_MISSING} ({exc})") from exc
+        raise BackendUnavailable(f"{TRT_MISSING} ({exc})") from exc
     return tensorrt
 
 
@@ -72,31 +64,38 @@ def trt_logger(trt: Any) -> Any:
 
 @dataclass(frozen=True)
 class GpuInfo:
+    """One CUDA device: its index here, its name and compute capability."""
+
     index: int
     name: str
     compute_capability: tuple[int, int]
 
 
 def gpu_info(index: int = 0) -> GpuInfo:
-    """Name and compute capability of CUDA device `index` (through torch, which also owns the buffers)."""
+    """Return the name and compute capability of CUDA device `index` (read through torch)."""
     try:
         import torch
     except ImportError as exc:
-        raise TensorRTUnavailable(
+        raise BackendUnavailable(
             "the TensorRT path uses torch for CUDA buffers and the GPU name; torch is "
             f"not importable ({exc}): install torch (on Jetson NVIDIA's wheel)"
         ) from exc
     if not torch.cuda.is_available():
-        raise TensorRTUnavailable(
+        raise BackendUnavailable(
             f"no CUDA GPU visible to torch {torch.__version__} "
             "(torch.cuda.is_available() is False)"
         )
     if not 0 <= index < torch.cuda.device_count():
-        raise TensorRTUnavailable(
-            f"no CUDA device {index}: torch sees {torch.cuda.device_count()}"
-        )
+        raise BackendUnavailable(f"no CUDA device {index}: torch sees {torch.cuda.device_count()}")
     props = torch.cuda.get_device_properties(index)
     return GpuInfo(index, props.name, (props.major, props.minor))
+
+
+def on_device(index: int) -> Any:
+    """Make CUDA device `index` current for a `with` block: TensorRT builds and loads there."""
+    import torch
+
+    return torch.cuda.device(index)
 
 
 def _safe(text: str, limit: int = 48) -> str:
@@ -104,7 +103,8 @@ def _safe(text: str, limit: int = 48) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-.")[:limit] or "unknown"
 
 
-def _target_tag(trt_version: str, gpu_name: str, compute_capability: tuple[int, int]) -> str:
+def target_tag(trt_version: str, gpu_name: str, compute_capability: tuple[int, int]) -> str:
+    """Name what a TensorRT plan is tied to besides its ONNX, e.g. 'trt10.3.0.30_orin_sm87'."""
     major, minor = compute_capability
     return f"trt{_safe(trt_version)}_{_safe(gpu_name)}_sm{int(major)}{int(minor)}"
 
@@ -122,20 +122,21 @@ def engine_cache_key(
     if precision not in ("fp16", "fp32"):
         raise ValueError(f"precision must be 'fp16' or 'fp32', got {precision!r}")
     return (
-        f"{onnx_sha256[:16]}_{_target_tag(trt_version, gpu_name, compute_capability)}_{precision}"
+        f"{onnx_sha256[:16]}_{target_tag(trt_version, gpu_name, compute_capability)}_{precision}"
     )
 
 
 def always_strongly_typed(trt: Any) -> bool:
-    """TensorRT 11 dropped the FP16 builder flag: networks are strongly typed, precision is in the ONNX."""
+    """Tell TensorRT 11 (no FP16 flag; every network strongly typed, precision from the ONNX)."""
     return not hasattr(trt.BuilderFlag, "FP16")
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Everything that decides one engine: which ONNX, how it is typed, and where the plan lives."""
+    """Everything that decides one engine: which ONNX, how it is typed, where the plan lives."""
 
     bundle_path: Path
+    device: int  # the CUDA device the engine is built on and for
     onnx_path: Path
     onnx_sha256: str
     precision: str
@@ -153,6 +154,8 @@ class EngineSpec:
         command = (
             f"ssma-build-engine {shlex.quote(str(self.bundle_path))} --precision {self.precision}"
         )
+        if self.device != 0:
+            command += f" --device {self.device}"
         if self.plan_path.parent != self.bundle_path / ENGINES_DIR:
             command += f" --cache-dir {shlex.quote(str(self.plan_path.parent))}"
         return command + " --force"
@@ -172,18 +175,20 @@ def engine_spec(
     if precision == "fp16" and strongly_typed:
         if bundle.onnx_fp16_path is None:
             raise EngineBuildError(
-                f"TensorRT {trt.__version__} builds FP16 only from an FP16 ONNX and bundle {bundle.path} has no "
-                f"{ONNX_FP16_FILE}: re-export it with ssma-export --fp16, or use --precision fp32"
+                f"TensorRT {trt.__version__} builds FP16 only from an FP16 ONNX and bundle "
+                f"{bundle.path} has no {ONNX_FP16_FILE}: re-export it with ssma-export --fp16, "
+                "or use --precision fp32"
             )
         onnx_name = ONNX_FP16_FILE
     sha = bundle.files[onnx_name]
     folder = Path(cache_dir) if cache_dir is not None else bundle.engines_dir
     key = engine_cache_key(sha, trt.__version__, gpu.name, gpu.compute_capability, precision)
     default_cache = (
-        folder / f"timing_{_target_tag(trt.__version__, gpu.name, gpu.compute_capability)}.cache"
+        folder / f"timing_{target_tag(trt.__version__, gpu.name, gpu.compute_capability)}.cache"
     )
     return EngineSpec(
         bundle.path,
+        gpu.index,
         bundle.path / onnx_name,
         sha,
         precision,
@@ -195,12 +200,19 @@ def engine_spec(
 
 
 def trtexec_command(spec: EngineSpec, workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> str:
-    """The trtexec call that builds the same engine (for a verbose log, profiling or a shell-only target)."""
-    parts = [TRTEXEC, f"--onnx={spec.onnx_path}", f"--saveEngine={spec.plan_path}"]
+    """Return the trtexec call that builds the same engine (verbose log, profiling, no Python)."""
+    parts = [
+        TRTEXEC,
+        f"--device={spec.device}",
+        f"--onnx={spec.onnx_path}",
+        f"--saveEngine={spec.plan_path}",
+    ]
     if spec.strongly_typed:
         parts.append("--stronglyTyped")
     elif spec.precision == "fp16":
         parts.append("--fp16")
+    if spec.precision == "fp32":
+        parts.append("--noTF32")
     parts += [
         f"--memPoolSize=workspace:{workspace_mib}M",
         f"--timingCacheFile={spec.timing_cache}",
@@ -213,7 +225,8 @@ def format_parser_errors(parser: Any, onnx_path: Path) -> str:
     for i in range(parser.num_errors):
         error = parser.get_error(i)
         lines.append(
-            f"  node #{error.node()} {error.node_name()!r} ({error.node_operator()}): {error.desc()}"
+            f"  node #{error.node()} {error.node_name()!r} ({error.node_operator()}): "
+            f"{error.desc()}"
         )
     lines.append(
         "An operator TensorRT lacks must be rewritten in the PyTorch model; an input that must be "
@@ -230,21 +243,11 @@ def _atomic_write(path: Path, data: Any) -> None:
     os.replace(f.name, path)
 
 
-def build_engine(
-    trt: Any,
-    spec: EngineSpec,
-    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
-    logger: Log | None = None,
-) -> None:
-    """Parse the ONNX, build the engine and write the plan, its record and the timing cache."""
-    log = logger or logging.getLogger("ssma_ros.export.tensorrt")
-    try:
-        spec.plan_path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EngineBuildError(
-            f"cannot write engines to {spec.plan_path.parent} ({exc}); pass a writable "
-            "--cache-dir (the node's cache_dir parameter)"
-        ) from exc
+def _serialized_plan(trt: Any, spec: EngineSpec, workspace_mib: int, log: Log) -> Any:
+    """Parse the ONNX and build the plan on the current CUDA device.
+
+    Returns the plan and the builder config whose timing cache to keep.
+    """
     trt_log = trt_logger(trt)
     builder = trt.Builder(trt_log)
     flags = 0
@@ -259,6 +262,8 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     if spec.precision == "fp16" and not spec.strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)
+    if spec.precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
     old_cache = spec.timing_cache.read_bytes() if spec.timing_cache.is_file() else b""
     if not config.set_timing_cache(config.create_timing_cache(old_cache), False):
         log.warning(
@@ -269,12 +274,33 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(
-            f"TensorRT could not build an engine from {spec.onnx_path} ({spec.precision}, workspace "
-            f'{workspace_mib} MiB). This is most often GPU memory ("Could not find any implementation" '
-            'and "out of memory" in the log above): lower --workspace-mib, stop other GPU processes (on '
-            "Jetson the GPU shares memory with the CPU: stop the ROS graph), or build FP16. For a verbose "
-            f"log run:\n  {trtexec_command(spec, workspace_mib)} --verbose"
+            f"TensorRT could not build an engine from {spec.onnx_path} ({spec.precision}, "
+            f'workspace {workspace_mib} MiB). This is most often GPU memory ("Could not find any '
+            'implementation" and "out of memory" in the log above): lower --workspace-mib, stop '
+            "other GPU processes (on Jetson the GPU shares memory with the CPU: stop the ROS "
+            "graph), or build FP16. For a verbose log run:\n  "
+            f"{trtexec_command(spec, workspace_mib)} --verbose"
         )
+    return plan, config
+
+
+def build_engine(
+    trt: Any,
+    spec: EngineSpec,
+    workspace_mib: int = DEFAULT_WORKSPACE_MIB,
+    logger: Log | None = None,
+) -> None:
+    """Build the engine on spec.device; write the plan, its record and the timing cache."""
+    log = logger or logging.getLogger("ssma_ros.runtime.engine_cache")
+    try:
+        spec.plan_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EngineBuildError(
+            f"cannot write engines to {spec.plan_path.parent} ({exc}); pass a writable "
+            "--cache-dir (the node's cache_dir parameter)"
+        ) from exc
+    with on_device(spec.device):  # plans are device-specific: build on the one it is cached for
+        plan, config = _serialized_plan(trt, spec, workspace_mib, log)
     _atomic_write(spec.timing_cache, memoryview(config.get_timing_cache().serialize()))
     _atomic_write(spec.plan_path, memoryview(plan))
     record = {
@@ -318,7 +344,7 @@ def ensure_engine(
     logger: Log | None = None,
 ) -> bool:
     """Make sure spec.plan_path holds the right engine; True when it was (re)built now."""
-    log = logger or logging.getLogger("ssma_ros.export.tensorrt")
+    log = logger or logging.getLogger("ssma_ros.runtime.engine_cache")
     problem = "rebuild forced" if force else cached_engine_problem(spec)
     if problem is None:
         log.info(f"TensorRT engine cache hit: {spec.plan_path}")
@@ -331,63 +357,3 @@ def ensure_engine(
     log.info(f"building TensorRT engine {spec.plan_path.name} ({problem}); this can take minutes")
     build_engine(trt, spec, workspace_mib, log)
     return True
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ssma-build-engine",
-        description="Build (or find in the cache) the TensorRT engine of a model bundle on this GPU.",
-    )
-    parser.add_argument("bundle", type=Path, help="bundle folder (model.onnx + bundle.json)")
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
-    parser.add_argument(
-        "--workspace-mib",
-        type=int,
-        default=DEFAULT_WORKSPACE_MIB,
-        help="builder workspace limit; lower it when the build runs out of memory",
-    )
-    parser.add_argument(
-        "--timing-cache",
-        type=Path,
-        default=None,
-        help="timing cache file (default: one per TensorRT version and GPU in the cache dir)",
-    )
-    parser.add_argument(
-        "--cache-dir", type=Path, default=None, help="engine folder (default: BUNDLE/engines)"
-    )
-    parser.add_argument("--device", type=int, default=0, help="CUDA device index")
-    parser.add_argument(
-        "--force", action="store_true", help="rebuild even when a cached engine matches"
-    )
-    parser.add_argument(
-        "--print-trtexec",
-        action="store_true",
-        help="print the equivalent trtexec command and exit without building",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        bundle = load_bundle(args.bundle)
-        trt = import_tensorrt()
-        spec = engine_spec(
-            trt,
-            bundle,
-            args.precision,
-            gpu_info(args.device),
-            cache_dir=args.cache_dir,
-            timing_cache=args.timing_cache,
-        )
-        print(f"TensorRT {trt.__version__}, engine key {spec.key}")
-        print(f"equivalent trtexec command:\n  {trtexec_command(spec, args.workspace_mib)}")
-        if args.print_trtexec:
-            return 0
-        built = ensure_engine(trt, spec, workspace_mib=args.workspace_mib, force=args.force)
-    except (BundleError, TensorRTUnavailable, EngineBuildError) as exc:
-        print(f"ssma-build-engine: {exc}", file=sys.stderr)
-        return 1
-    print(f"{'built' if built else 'already cached'}: {spec.plan_path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,6 +1,6 @@
 """A synthetic RGB-D camera as its own process, as a camera driver runs on a robot.
 
-    python -m ssma_ros.sim_camera FRAMES.npz --rate 30 --duration 20 [--drop-depth]
+    ssma-camera FRAMES.npz --rate 30 --duration 20 [--drop-depth]
 
 Plays the frames of FRAMES.npz in a loop (``rgb`` N x H x W x 3 uint8, ``depth`` N x H x W
 uint16 millimetres, ``camera`` N x 4 fx, fy, cx, cy) as rgb8 + 16UC1 + camera_info, each message
@@ -12,7 +12,6 @@ time what comes back. With ``--drop-depth`` no depth is sent from 40 % to 70 % o
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ def save_frames(
     depth_m: list[np.ndarray],
     cameras: list[tuple[float, float, float, float]],
 ) -> None:
-    """Write frames for this camera: depth in metres (NaN/inf invalid) becomes 16UC1 millimetres."""
+    """Write frames for this camera: depth in metres (NaN/inf invalid) becomes 16UC1 mm."""
     depth_mm = [
         np.where(np.isfinite(d), np.round(d * 1000.0), 0).clip(0, 65535).astype(np.uint16)
         for d in depth_m
@@ -55,31 +54,26 @@ def save_frames(
     )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m ssma_ros.sim_camera", description=__doc__.splitlines()[0]
-    )
-    p.add_argument("frames", type=Path, help=".npz with rgb, depth (mm) and camera arrays")
-    p.add_argument("--rate", type=float, default=10.0, help="frames per second")
-    p.add_argument("--duration", type=float, default=20.0, help="seconds of stream")
-    p.add_argument(
-        "--drop-depth", action="store_true", help="send no depth from 40 %% to 70 %% of the run"
-    )
-    p.add_argument("--namespace", default="/demo")
-    p.add_argument(
-        "--wait", type=float, default=120.0, help="seconds to wait for a subscriber to rgb"
-    )
-    return p.parse_args(argv)
+def stream(
+    frames: Path,
+    rate: float,
+    duration: float,
+    *,
+    drop_depth: bool = False,
+    namespace: str = "/demo",
+    wait: float = 120.0,
+) -> int:
+    """Publish the frames of `frames` once segment_node subscribes; the process exit status.
 
-
-def run(args) -> int:
+    Waits up to `wait` seconds for a subscriber to the RGB topic under `namespace`.
+    """
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
     from ssma_ros.serve.codec import numpy_to_image
 
-    data = np.load(args.frames)
+    data = np.load(frames)
     rgb, depth, cameras = data["rgb"], data["depth"], data["camera"]
     height, width = rgb.shape[1:3]
     messages = [
@@ -88,7 +82,7 @@ def run(args) -> int:
     ]
 
     rclpy.init()
-    node = rclpy.create_node("ssma_sim_camera", namespace=args.namespace)
+    node = rclpy.create_node("ssma_sim_camera", namespace=namespace)
     try:
         pubs = {
             key: node.create_publisher(
@@ -96,20 +90,20 @@ def run(args) -> int:
             )
             for key, topic in TOPICS.items()
         }
-        deadline = time.monotonic() + args.wait
+        deadline = time.monotonic() + wait
         while node.count_subscribers(pubs["rgb"].topic_name) == 0:
             if time.monotonic() > deadline:
                 print(
-                    f"sim_camera: nobody subscribed to {pubs['rgb'].topic_name} in {args.wait:g} s",
+                    f"ssma-camera: nobody subscribed to {pubs['rgb'].topic_name} in {wait:g} s",
                     file=sys.stderr,
                 )
                 return 1
             time.sleep(0.05)
-        period, total = 1.0 / args.rate, int(round(args.duration * args.rate))
+        period, total = 1.0 / rate, int(round(duration * rate))
         start = time.monotonic()
         for sent in range(total):
             index = sent % len(messages)
-            phase = phase_at(sent / total, args.drop_depth)
+            phase = phase_at(sent / total, drop_depth)
             stamp = node.get_clock().now()
             rgb_msg, depth_msg = messages[index]
             rgb_msg.header.stamp = depth_msg.header.stamp = stamp.to_msg()
@@ -135,11 +129,3 @@ def run(args) -> int:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
-
-
-def main(argv=None) -> int:
-    return run(parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

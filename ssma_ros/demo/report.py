@@ -1,0 +1,82 @@
+"""The demo's outputs: the printed summary and the picture strip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ssma_ros.demo.camera import DEPTH_DROPPED, PHASES
+
+
+def depth_jet(depth: np.ndarray) -> np.ndarray:
+    """Colour a depth image in metres (0..30 m, turbo); invalid depth is black."""
+    import matplotlib
+
+    rgba = matplotlib.colormaps["turbo"](np.clip(np.nan_to_num(depth, nan=0.0) / 30.0, 0, 1))
+    rgb = (rgba[..., :3] * 255).astype(np.uint8)
+    rgb[~np.isfinite(depth)] = 0
+    return rgb
+
+
+def save_strip(kept: list[dict], path: Path) -> None:
+    """Save one row per kept frame: RGB, depth, the node's overlay and confidence."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ("RGB", "depth", "overlay", "confidence")
+    fig, axes = plt.subplots(len(kept), 4, figsize=(13, 2.6 * len(kept)), squeeze=False)
+    for row, frame in zip(axes, kept):
+        for ax, name in zip(row, columns):
+            image = frame[name]
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_xticks([]), ax.set_yticks([])
+        row[0].set_ylabel(f"{frame['phase']}\nt={frame['t']:.1f} s", fontsize=9)
+        if frame["phase"] == PHASES[DEPTH_DROPPED]:
+            row[1].set_xlabel("(not sent: depth is off)", fontsize=8)
+    for ax, name in zip(axes[0], columns):
+        ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def print_summary(s: dict) -> None:
+    """Print a run's summary for a person."""
+    node = s["node"]
+    print("\n==== ssma-demo summary ====")
+    print(f"camera        {s['camera']}, condition {s['condition']}")
+    print(f"backend       {node['backend']} on {node['device']} [{node['precision']}]")
+    print(
+        f"frames        {s['frames_sent']} sent, {s['masks_received']} masks received "
+        f"({s['output_rate_hz']:.1f} Hz out); node dropped {node['dropped_stale']} stale pairs"
+    )
+    print(
+        f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, "
+        f"p95 {s['latency_p95_ms']:.0f} ms (node p50: inputs {node['input_p50_ms']} ms, "
+        f"inference {node['inference_p50_ms']} ms, outputs {node['output_p50_ms']} ms)"
+    )
+    print(
+        f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served, all its threads "
+        f"(workers p50: inputs {node['input_cpu_p50_ms']} ms, inference "
+        f"{node['inference_cpu_p50_ms']} ms, outputs {node['output_cpu_p50_ms']} ms)"
+    )
+    if s["frames_by_phase"]:
+        print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
+    if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
+        for phase in PHASES:
+            if phase in s["miou_by_phase"]:
+                print(
+                    f"  {phase:14s} mIoU {s['miou_by_phase'][phase]:.1f} % over "
+                    f"{s['frames_by_phase'][phase]} frames"
+                )
+        print(
+            f"fallback      {s.get('rgb_only_frames_during_drop', 0)} frames served from RGB "
+            f"alone while depth was off; aux state at the end: {node['aux']}"
+        )
+    if "picture" in s:
+        print(f"picture       {s['picture']}")
+    details = Path(s.get("picture", "demo_out/x")).parent / "summary.json"
+    print(f"details       {details}, node log beside it")
