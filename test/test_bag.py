@@ -1,4 +1,4 @@
-"""`ssma-dataset from-bag` (ssma_ros/data/bag.py): rosbag2 (sqlite3, MCAP) -> dataset folder.
+"""`ssma-dataset from-bag` (ssma_ros/recording/bag.py): rosbag2 (sqlite3, MCAP) -> dataset folder.
 
 Pairs and pixels must be those the node would pair and decode.
 """
@@ -17,7 +17,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent))
 import bag_writer as bw  # noqa: E402
 
-from ssma_ros.data.cli import main  # noqa: E402
+from ssma_ros.recording.cli import main  # noqa: E402
 
 H, W = 24, 32
 RGB_ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"]
@@ -214,7 +214,7 @@ def test_unpairable_and_undecodable_frames(tmp_path, capsys):
 def test_compressed_depth_32fc1_and_all_invalid_depth(tmp_path, capsys):
     import struct
 
-    from ssma_ros.data.bag import COMPRESSED, as_image
+    from ssma_ros.recording.bag import COMPRESSED, as_image
 
     # image_transport's 32FC1 compressedDepth: v = A / depth + B in a 16-bit PNG, 0 = invalid.
     depth = np.array([[0.5, 1.0], [2.0, np.nan]], np.float32)

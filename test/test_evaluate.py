@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ssma_ros.evaluate import main
+from ssma_ros.evaluate_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "default"

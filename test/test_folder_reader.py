@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ssma_ros.data.cli import main as dataset_main
+from ssma_ros.recording.cli import main as dataset_main
 from ssma_ros.data.readers import READERS
 from ssma_ros.data.readers.folder import FolderDatasetError, FolderReader
 

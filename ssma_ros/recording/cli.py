@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ssma_ros.data.bag import DEFAULT_QUEUE, DEFAULT_SLOP
+from ssma_ros.recording.bag import DEFAULT_QUEUE, DEFAULT_SLOP
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "check":
         return check(args)
-    from ssma_ros.data.bag import BagError, extract
+    from ssma_ros.recording.bag import BagError, extract
 
     try:
         result = extract(

@@ -1,0 +1,1 @@
+"""From a robot's recordings to a dataset folder: rosbag2 extraction (`ssma-dataset`)."""
