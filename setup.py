@@ -46,7 +46,6 @@ setup(
             "ssma-prune = ssma_ros.compress.cli:main",
             "ssma-dataset = ssma_ros.recording.cli:main",
             "ssma-eval = ssma_ros.evaluate_cli:main",
-            "ssma-eval-bundle = ssma_ros.compress.eval_cli:main",
             "ssma-export = ssma_ros.export.bundle_cli:main",
             "ssma-build-engine = ssma_ros.export.engine_cli:main",
             "ssma-model-info = ssma_ros.model.info_cli:main",

@@ -20,7 +20,7 @@ from ssma_ros.model.checkpoint import load_checkpoint
 
 pytest.importorskip("onnxruntime")
 
-from ssma_ros.compress.bundle_eval import evaluate_bundle  # noqa: E402
+from ssma_ros.evaluate import evaluate, synthetic_frames  # noqa: E402
 
 BUNDLE = Path(__file__).resolve().parents[1] / "models" / "default"
 CARD = BUNDLE / "MODEL_CARD.md"
@@ -76,18 +76,15 @@ def test_shipped_checkpoint_loads_and_gives_the_logits_of_the_shipped_onnx() -> 
     assert onnx_matches_torch(model, BUNDLE / "model.onnx", x, atol=1e-4) <= 1e-4
 
 
+def card_check_miou(aux_blank: bool) -> float:
+    """mIoU % of the card's check frames through ssma-eval's path (the node's)."""
+    frames = synthetic_frames(load_bundle(BUNDLE), "test", FIRST, COUNT, ["clear"], 1.0)
+    result, _ = evaluate(BUNDLE, frames, dataset="card check", aux_blank=aux_blank, examples=0)
+    return 100 * result.groups["clear"].miou
+
+
 def test_default_bundle_scores_what_its_card_states() -> None:
-    scores = evaluate_bundle(
-        BUNDLE,
-        split="test",
-        first=FIRST,
-        count=COUNT,
-        conditions=("clear",),
-        rgb_only=True,
-        threads=1,
-    )
-    rgbd = 100 * scores.metrics["clear"].miou
-    rgb_only = 100 * scores.metrics["clear_no_aux"].miou
+    rgbd, rgb_only = card_check_miou(False), card_check_miou(True)
     assert abs(rgbd - card_figure("RGB-D")) <= TOLERANCE, f"RGB-D mIoU {rgbd:.2f}"
     assert abs(rgb_only - card_figure("RGB-only")) <= TOLERANCE, f"RGB-only mIoU {rgb_only:.2f}"
     # Depth earns its place: blanking it must cost accuracy, and RGB alone must still segment.
