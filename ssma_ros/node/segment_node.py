@@ -1,7 +1,12 @@
 """segment_node: synchronised rgb + aux in; mask, confidence, overlay and semantic cloud out.
 
-ROS glue only: every computation lives in a pure module (codec, sync, segmenter, outputs, cloud,
-health). Threads: the executor runs the short subscription callbacks, which only hand the
+A lifecycle node (rclpy.lifecycle), ROS glue only: every computation lives in a ROS-free module.
+configure loads the bundle and the backend and warms it up; activate creates the subscriptions,
+starts the workers and enables the publishers; deactivate stops them (no inference, no output)
+and keeps the model; cleanup frees it. With `autostart` (the default) the executable configures
+and activates itself; with `autostart: false` a lifecycle manager (Nav2's) drives it.
+
+Threads while active: the executor runs the short subscription callbacks, which only hand the
 newest rgb/aux pair to a one-slot mailbox. Two workers form a pipeline: the inference worker
 takes the newest pair, decodes and encodes it and runs the model; the output worker turns the
 logits into the subscribed outputs and publishes them, while the model already runs on the next
@@ -13,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +29,17 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
@@ -39,15 +54,36 @@ from ssma_ros.node import cloud, outputs
 from ssma_ros.node.codec import ImageFormatError, make_converter, to_rgb8
 from ssma_ros.node.health import AuxMonitor, Health, StageTimes, Throttle
 from ssma_ros.node.latest import LatestSlot
-from ssma_ros.node.params import NodeParams, declare_parameters
+from ssma_ros.node.params import NodeParams, declare_parameters, updated
 from ssma_ros.node.segmenter import Segmenter, default_bundle_path
-from ssma_ros.node.sync import create_sync, stamp_ns
+from ssma_ros.node.sync import create_sync, slop_to_ns, stamp_ns
 from ssma_ros.runtime import load_backend
-from ssma_ros.runtime.base import BackendUnavailable
 
+NAME = "ssma_segmentation"
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+# REP-2003: a reliable publisher reaches reliable and best-effort subscribers alike. Depth 1:
+# a subscriber that falls behind gets the newest frame, never a backlog.
+RELIABLE_OUTPUT = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+)
+# Counters that mean a bad input or a failure: any new one raises /diagnostics to WARN.
+PROBLEMS = (
+    "bad_encoding",
+    "bad_image",
+    "size_mismatch",
+    "out_of_order",
+    "bad_camera_info",
+    "inference_errors",
+    "output_errors",
+)
+ERROR_AFTER = 5.0  # x input_timeout without rgb: /diagnostics says ERROR instead of WARN
+
+
+def qos_profile(name: str) -> QoSProfile:
+    """The QoS of an `input_qos` / `output_qos` parameter value."""
+    return qos_profile_sensor_data if name == "sensor_data" else RELIABLE_OUTPUT
 
 
 @dataclass(frozen=True)
@@ -74,6 +110,14 @@ class Inferred:
     cpu: StageTimes
 
 
+@dataclass
+class Arrivals:
+    """When (monotonic s) and with which stamp (ns) the newest message of one input came."""
+
+    at: float | None = None
+    stamp: int | None = None
+
+
 def _label_info_type():
     """vision_msgs/LabelInfo where installed (every Nav2 setup); None on a pip-only machine."""
     try:
@@ -83,55 +127,169 @@ def _label_info_type():
     return LabelInfo, VisionClass
 
 
-class SegmentNode(Node):
+class SegmentNode(LifecycleNode):
+    """The segmentation node; nothing heavy happens before configure."""
+
     def __init__(self, **kwargs) -> None:
-        super().__init__("ssma_segmentation", **kwargs)
+        super().__init__(NAME, **kwargs)
+        # Every attribute destroy_node touches exists before anything can fail.
+        self.clock: Callable[[], float] = time.monotonic  # tests inject their own
+        self.segmenter: Segmenter | None = None
+        self.converter = None
+        self.pubs: dict = {}
+        self.sync = None
+        self._inputs: list = []  # subscriptions while active
+        self.slot: LatestSlot | None = None  # synchronised input -> inference worker
+        self.inferred: LatestSlot | None = None  # inference worker -> output worker
+        self.workers: list[threading.Thread] = []
+        self._timer = None
+        self.failure: str | None = None  # why the last configure failed
+        self._autostarting = False  # main() says why a start failed: configure need not
         self.params: NodeParams = declare_parameters(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.health = Health()
-        self.aux_monitor = AuxMonitor(self.params.aux_timeout, time.monotonic())
         self.throttle = Throttle(self.params.warn_throttle)
-        self.converter = make_converter(self.params.image_codec)
+        self.aux_monitor = AuxMonitor(self.params.aux_timeout, self.clock())
         self._camera_info: CameraInfo | None = None  # the newest one
         self._last_stamp = -1
         self._last_served_alone = False  # was the frame of _last_stamp served without aux?
-        self.segmenter: Segmenter | None = None
-        self.slot = LatestSlot()  # synchronised input -> inference worker
-        self.inferred = LatestSlot()  # inference worker -> output worker
-        self.workers: list[threading.Thread] = []
-        self.configure()
+        self._arrivals = [Arrivals(), Arrivals()]  # rgb, aux
+        self._paired_at: float | None = None
+        self._active_since = 0.0
+        self._reported = dict.fromkeys(PROBLEMS, 0)  # counters at the last diagnostics report
+        self._topics: dict[str, str] = {}
 
-        out_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
-        self.pubs = {
-            "mask": self.create_publisher(Image, "~/mask", out_qos),
-            "confidence": self.create_publisher(Image, "~/confidence", out_qos),
-            "confidence_float": self.create_publisher(Image, "~/confidence_float", out_qos),
-            "overlay": self.create_publisher(Image, "~/overlay", out_qos),
-            "cloud": self.create_publisher(PointCloud2, "~/cloud", out_qos),
-        }
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> str | None:
+        """Configure and activate (what `autostart` does); None, or why it could not start."""
+        self._autostarting = True
+        try:
+            configured = self.trigger_configure()
+        finally:
+            self._autostarting = False
+        if configured != TransitionCallbackReturn.SUCCESS:
+            return self.failure or "configure failed"
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            return "activate failed"
+        return None
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load()
+        except Exception as exc:  # any refusal: one clear line (the traceback at debug level)
+            self.failure = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+            if not self._autostarting:
+                self.get_logger().error(f"cannot configure: {self.failure}")
+            self.get_logger().debug("configure failed", exc_info=True)
+            self._unload()
+            return TransitionCallbackReturn.FAILURE
+        self.failure = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
         self._publish_labels()
+        self._start_serving()
+        inputs = ", ".join(self._topics.values())
+        self.get_logger().info(f"ready: listening on {inputs}")
+        return TransitionCallbackReturn.SUCCESS
 
-        in_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
-        if self.segmenter.uses_aux:
-            self.sync = create_sync(
-                self,
-                [(Image, "rgb"), (Image, "aux")],
-                self._on_pair,
-                queue_size=self.params.queue_size,
-                slop_s=self.params.slop,
-                qos_profile=in_qos,
-                prefer=self.params.sync,
-                on_message=self._on_input,
-            )
-            self.get_logger().info(
-                f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)"
-            )
-        else:
-            self.sync = None
-            self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_serving()
+        self.get_logger().info("inactive: not listening, model kept loaded")
+        return super().on_deactivate(state)
 
-        self._running = True
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_serving()
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_serving()
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: configure may retry
+
+    def destroy_node(self) -> None:
+        """Safe in every state (also after a refused start)."""
+        self._stop_serving()
+        self._unload()
+        super().destroy_node()
+
+    def _load(self) -> None:
+        """Configure: converter, bundle, backend (warmed up) and publishers."""
+        self.converter = make_converter(self.params.image_codec)
+        path = self.params.bundle or str(default_bundle_path())
+        bundle = load_bundle(path)
+        backend, _ = load_backend(
+            bundle,
+            self.params.backend,
+            self.params.device,
+            self.params.precision,
+            logger=self.get_logger(),
+            threads=self.params.cpu_threads,
+            cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None,
+        )
+        try:
+            self.segmenter = Segmenter(bundle, backend)
+        except Exception:
+            backend.close()
+            raise
+        warm_up = self.segmenter.warm_up()
+        aux = self.segmenter.aux_modality or "none (RGB-only model)"
+        self.get_logger().info(
+            f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input "
+            f"{bundle.height}x{bundle.width}, aux: {aux}) with {backend.name} on "
+            f"{backend.device} [{backend.precision}]; warmed up in {warm_up:.2f} s"
+        )
+        out_qos = qos_profile(self.params.output_qos)
+        self.pubs = {
+            "mask": self.create_lifecycle_publisher(Image, "~/mask", out_qos),
+            "confidence": self.create_lifecycle_publisher(Image, "~/confidence", out_qos),
+            "confidence_float": self.create_lifecycle_publisher(
+                Image, "~/confidence_float", out_qos
+            ),
+            "overlay": self.create_lifecycle_publisher(Image, "~/overlay", out_qos),
+            "cloud": self.create_lifecycle_publisher(PointCloud2, "~/cloud", out_qos),
+        }
+        self._latched = {
+            "class_names": self.create_lifecycle_publisher(String, "~/class_names", LATCHED)
+        }
+        types = _label_info_type()
+        if types is not None:
+            self._latched["label_info"] = self.create_lifecycle_publisher(
+                types[0], "~/label_info", LATCHED
+            )
+        self.diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _unload(self) -> None:
+        """Cleanup: publishers and the model (and its GPU memory)."""
+        for pub in [*self.pubs.values(), *getattr(self, "_latched", {}).values()]:
+            self.destroy_lifecycle_publisher(pub)
+        if getattr(self, "diagnostics_pub", None) is not None:
+            self.destroy_lifecycle_publisher(self.diagnostics_pub)
+        self.pubs, self._latched, self.diagnostics_pub = {}, {}, None
+        if self.segmenter is not None:
+            self.segmenter.close()
+            self.segmenter = None
+        self.converter = None
+
+    def _start_serving(self) -> None:
+        """Activate: fresh mailboxes, workers, subscriptions and the diagnostics timer."""
+        now = self.clock()
+        # Stall clocks start now, with the model loaded: loading time is no silence.
+        self.aux_monitor = AuxMonitor(self.params.aux_timeout, now)
+        self._arrivals = [Arrivals(), Arrivals()]
+        self._paired_at = None
+        self._active_since = now
+        self._last_stamp, self._last_served_alone = -1, False
+        self.slot, self.inferred = LatestSlot(), LatestSlot()
         self.workers = [
             threading.Thread(
                 target=self._serve,
@@ -148,51 +306,65 @@ class SegmentNode(Node):
         ]
         for worker in self.workers:
             worker.start()
-        self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
-        inputs = ", ".join(
-            self.resolve_topic_name(t)
-            for t in (("rgb", "aux", "camera_info") if self.sync else ("rgb", "camera_info"))
-        )
-        self.get_logger().info(f"ready: listening on {inputs}")
+        in_qos = qos_profile(self.params.input_qos)
+        self._inputs = [
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+        ]
+        if self.segmenter.uses_aux:
+            self.sync = create_sync(
+                self,
+                [(Image, "rgb"), (Image, "aux")],
+                self._on_pair,
+                queue_size=self.params.queue_size,
+                slop_s=self.params.slop,
+                qos_profile=in_qos,
+                prefer=self.params.sync,
+                on_message=self._on_input,
+            )
+            self._inputs += self.sync.subscriptions
+            self.get_logger().info(
+                f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)"
+            )
+        else:
+            self._inputs.append(
+                self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
+            )
+        names = ("rgb", "aux", "camera_info") if self.sync else ("rgb", "camera_info")
+        self._topics = {name: self.resolve_topic_name(name) for name in names}
+        self._timer = self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
 
-    # -- model lifecycle (configure/cleanup, so a lifecycle wrapper stays a thin layer) --------
+    def _stop_serving(self) -> None:
+        """Deactivate: no more input, the workers finish their frame and end."""
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs, self.sync = [], None
+        # In pipeline order, so nothing reaches the output stage after it has stopped.
+        for slot, worker in zip((self.slot, self.inferred), self.workers):
+            slot.close()
+            worker.join(timeout=10.0)
+            if worker.is_alive():
+                self._warning(f"{worker.name} did not finish within 10 s; left behind")
+        self.workers = []
 
-    def configure(self) -> None:
-        """Load the bundle and start its backend; logs what runs where and why."""
-        path = self.params.bundle or str(default_bundle_path())
-        bundle = load_bundle(path)
-        backend, _ = load_backend(
-            bundle,
-            self.params.backend,
-            self.params.device,
-            self.params.precision,
-            logger=self.get_logger(),
-            threads=self.params.cpu_threads,
-            cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None,
-        )
-        self.segmenter = Segmenter(bundle, backend)
-        warm_up = self.segmenter.warm_up()
-        aux = self.segmenter.aux_modality or "none (RGB-only model)"
-        self.get_logger().info(
-            f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input {bundle.height}x"
-            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]; "
-            f"warmed up in {warm_up:.2f} s"
-        )
+    # -- run-time parameters ------------------------------------------------------------------
 
-    def cleanup(self) -> None:
-        """Free the model (and its GPU memory)."""
-        if self.segmenter is not None:
-            self.segmenter.close()
-            self.segmenter = None
-
-    def destroy_node(self) -> None:
-        self._running = False
-        self.slot.close()
-        self.inferred.close()
-        for worker in self.workers:
-            worker.join(timeout=5.0)
-        self.cleanup()
-        super().destroy_node()
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        try:
+            params = updated(self.params, {p.name: p.value for p in parameters})
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.params = params  # one reference swap: the workers see old or new, never a mix
+        self.throttle.period = params.warn_throttle
+        self.aux_monitor.timeout = params.aux_timeout
+        if self.sync is not None:
+            if self.sync.backend == "builtin":
+                self.sync.synchronizer.slop_ns = slop_to_ns(params.slop)
+            else:
+                self.sync.synchronizer.slop = Duration(seconds=params.slop)
+        return SetParametersResult(successful=True)
 
     # -- inputs (executor threads: keep short) ------------------------------------------------
 
@@ -200,8 +372,10 @@ class SegmentNode(Node):
         self._camera_info = msg
 
     def _on_input(self, index: int, msg: Image) -> None:
-        """Every rgb (index 0) and aux (index 1) message, before pairing: tracks aux health."""
-        now = time.monotonic()
+        """Every rgb (index 0) and aux (index 1) message, before pairing: tracks both streams."""
+        now = self.clock()
+        arrival = self._arrivals[index]
+        arrival.at, arrival.stamp = now, stamp_ns(msg)
         if index == 1:
             event = self.aux_monitor.seen(now)
             if event is not None:
@@ -226,6 +400,7 @@ class SegmentNode(Node):
             self._hand_over(Frame(msg, None), "rgb_only_in")
 
     def _on_pair(self, rgb: Image, aux: Image) -> None:
+        self._paired_at = self.clock()
         self._hand_over(Frame(rgb, aux), "pairs_in")
 
     def _hand_over(self, frame: Frame, counter: str) -> None:
@@ -236,16 +411,11 @@ class SegmentNode(Node):
     # -- the workers --------------------------------------------------------------------------
 
     def _serve(self, slot: LatestSlot, handle, failures: str) -> None:
-        """Worker loop: handle the newest item of `slot` until the node stops."""
-        while self._running:
-            item = slot.take(timeout=0.5)
-            if item is None:
-                continue
+        """Worker loop: handle the newest item of `slot` until the slot is closed."""
+        while (item := slot.take()) is not None:
             try:
                 handle(item)
-            except (
-                Exception
-            ) as exc:  # a model or output failure must not end the node; count and say it
+            except Exception as exc:  # a model or output failure must not end the node
                 self._bad(failures, f"frame skipped: {type(exc).__name__}: {exc}")
 
     def _wanted(self) -> dict[str, bool]:
@@ -289,10 +459,12 @@ class SegmentNode(Node):
             self.health.count("dropped_inferred")
 
     def _publish(self, frame: Inferred) -> None:
-        """Output stage: mask, confidence, overlay and cloud at the input resolution, for subscribers."""
+        """Output stage: mask, confidence, overlay and cloud at the input resolution, for
+        subscribers.
+        """
         started, started_cpu = time.perf_counter(), time.thread_time()
-        wanted, header, rgb = frame.wanted, frame.header, frame.rgb
-        seg = outputs.postprocess(frame.logits, rgb.shape[:2], upsampling=self.params.upsampling)
+        wanted, header, rgb, params = frame.wanted, frame.header, frame.rgb, self.params
+        seg = outputs.postprocess(frame.logits, rgb.shape[:2], upsampling=params.upsampling)
         mask = seg.mask
         if wanted["mask"]:
             self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
@@ -307,7 +479,7 @@ class SegmentNode(Node):
         if wanted["overlay"]:
             bundle = self.segmenter.bundle
             image = outputs.overlay(
-                rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices
+                rgb, mask, bundle.palette, params.overlay_alpha, bundle.void_indices
             )
             self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
         if wanted["cloud"]:
@@ -384,53 +556,75 @@ class SegmentNode(Node):
             "palette": [list(c) for c in bundle.palette],
             "void": list(bundle.void_indices),
         }
-        self.class_names_pub = self.create_publisher(String, "~/class_names", LATCHED)
-        self.class_names_pub.publish(String(data=json.dumps(names)))
+        self._latched["class_names"].publish(String(data=json.dumps(names)))
         types = _label_info_type()
         if types is not None:
             label_info_type, vision_class_type = types
-            self.label_info_pub = self.create_publisher(label_info_type, "~/label_info", LATCHED)
             msg = label_info_type()
             msg.class_map = [
                 vision_class_type(class_id=i, class_name=n) for i, n in enumerate(bundle.classes)
             ]
-            self.label_info_pub.publish(msg)
+            self._latched["label_info"].publish(msg)
+
+    def diagnose(self, now: float) -> tuple[int, str]:
+        """Level and message of the node's health at `now` (monotonic s): silence on the rgb
+        topic, pairs not forming, a stalled aux stream, new bad inputs since the last report.
+        """
+        problems: list[tuple[bytes, str]] = []
+        timeout = self.params.input_timeout
+        rgb, aux = self._arrivals
+        silent = now - (rgb.at if rgb.at is not None else self._active_since)
+        if silent > timeout:
+            level = (
+                DiagnosticStatus.ERROR if silent > ERROR_AFTER * timeout else DiagnosticStatus.WARN
+            )
+            problems.append(
+                (level, f"no frames on {self._topics.get('rgb', 'rgb')} for {silent:.0f} s")
+            )
+        elif self.sync is not None:
+            paired = self._paired_at if self._paired_at is not None else self._active_since
+            aux_alive = aux.at is not None and now - aux.at <= timeout
+            if aux_alive and now - paired > timeout:
+                problems.append(
+                    (
+                        DiagnosticStatus.WARN,
+                        f"{self._topics['rgb']} and {self._topics['aux']} do not pair within "
+                        f"slop {self.params.slop} s: last stamps {rgb.stamp / 1e9:.3f} s and "
+                        f"{aux.stamp / 1e9:.3f} s",
+                    )
+                )
+            elif self.aux_monitor.stalled:
+                problems.append((DiagnosticStatus.WARN, "aux stream stalled: serving RGB only"))
+        counts = self.health.counts()
+        new = {k: counts[k] - self._reported[k] for k in PROBLEMS if counts[k] > self._reported[k]}
+        self._reported = {k: counts[k] for k in PROBLEMS}
+        if new:
+            listed = ", ".join(f"{n} {k}" for k, n in new.items())
+            problems.append((DiagnosticStatus.WARN, f"since the last report: {listed}"))
+        if not problems:
+            return DiagnosticStatus.OK, "ok"
+        return max(level for level, _ in problems), "; ".join(m for _, m in problems)
 
     def _publish_diagnostics(self) -> None:
+        now = self.clock()
         report = self.health.report(time.monotonic())
         backend = self.segmenter.backend if self.segmenter is not None else None
-        aux_ok = self.sync is None or not self.aux_monitor.stalled
+        level, message = self.diagnose(now)
         status = DiagnosticStatus(
             name=f"{self.get_fully_qualified_name()}: segmentation",
             hardware_id=backend.device if backend else "",
+            level=level,
+            message=message,
         )
-        problems = sum(
-            report[k]
-            for k in (
-                "bad_encoding",
-                "bad_image",
-                "size_mismatch",
-                "inference_errors",
-                "output_errors",
-            )
-        )
-        if not aux_ok:
-            status.level, status.message = (
-                DiagnosticStatus.WARN,
-                "aux stream stalled: serving RGB only",
-            )
-        elif problems:
-            status.level, status.message = (
-                DiagnosticStatus.WARN,
-                f"{problems} bad inputs or failures so far",
-            )
-        else:
-            status.level, status.message = DiagnosticStatus.OK, "ok"
+        aux_state = "not used"
+        if self.sync is not None:
+            aux_state = "stalled (rgb only)" if self.aux_monitor.stalled else "ok"
         values = {
             "backend": backend.name if backend else "none",
             "device": backend.device if backend else "",
             "precision": backend.precision if backend else "",
-            "aux": "stalled (rgb only)" if not aux_ok else ("ok" if self.sync else "not used"),
+            "aux": aux_state,
+            **{f"topic_{k}": v for k, v in self._topics.items()},
             **{k: (f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in report.items()},
         }
         if self.sync is not None:
@@ -454,43 +648,51 @@ class SegmentNode(Node):
 
     def _warning(self, message: str) -> None:
         logger = self.get_logger()
-        (getattr(logger, "warning", None) or logger.warn)(
-            message
-        )  # Humble's rclpy has only warn()
+        (getattr(logger, "warning", None) or logger.warn)(message)  # Humble has only warn()
 
 
 def main(args=None) -> None:
+    """The executable: refusals end in one "cannot start: ..." line and exit code 1; Ctrl-C
+    (once or repeatedly) in a clean exit 0.
+    """
     # OpenCV's own pool spins in sched_yield after every parallel call: 1-2 ms of CPU per 640x480
     # frame on 2 cores, taken from the backend and the other processes. The node's two workers
     # already overlap the stages, so OpenCV runs sequentially in each.
     cv2.setNumThreads(1)
     rclpy.init(args=args)
     node = None
+    refusal = None
     # Made before the node, so a Ctrl-C right after "ready" finds it whole (rclpy.spin would build
     # one lazily, and an executor interrupted in its constructor fails in its destructor).
     executor = SingleThreadedExecutor()
     try:
         node = SegmentNode()
         executor.add_node(node)
-        executor.spin()
+        if node.params.autostart:
+            refusal = node.start()
+        if refusal is None:
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C: fall through to a clean shutdown
-    except (
-        OSError,
-        ValueError,
-        BackendUnavailable,
-    ) as exc:  # no bundle, a bad bundle or parameter, no backend
-        rclpy.logging.get_logger("ssma_segmentation").fatal(f"cannot start: {exc}")
-        raise SystemExit(1) from None
+    except ValueError as exc:  # a parameter refused before configure
+        refusal = str(exc)
     except Exception:
         if rclpy.ok():
             raise
         # Ctrl-C while starting up invalidates the context under the constructor: a normal stop.
     finally:
+        # A second Ctrl-C (a terminal and `ros2 launch` both send one) must not cut the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown()
         if node is not None:
             node.destroy_node()
+        if refusal is not None and rclpy.ok():  # Ctrl-C during start-up fails it: no refusal
+            rclpy.logging.get_logger(NAME).fatal(f"cannot start: {refusal}")
+        else:
+            refusal = None
         rclpy.try_shutdown()
+    if refusal is not None:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
