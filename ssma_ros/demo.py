@@ -232,7 +232,7 @@ def run(args) -> dict:
     from tqdm import tqdm
 
     from ssma_ros.data.synthetic import CLASSES, SPLITS, SyntheticScenes
-    from ssma_ros.node.codec import image_to_numpy
+    from ssma_ros.serve.codec import image_to_numpy
     from ssma_ros.train.metrics import scores
 
     torch.set_num_threads(

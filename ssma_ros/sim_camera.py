@@ -77,7 +77,7 @@ def run(args) -> int:
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
-    from ssma_ros.node.codec import numpy_to_image
+    from ssma_ros.serve.codec import numpy_to_image
 
     data = np.load(args.frames)
     rgb, depth, cameras = data["rgb"], data["depth"], data["camera"]

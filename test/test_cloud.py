@@ -6,17 +6,13 @@ import struct
 
 import numpy as np
 import pytest
+from cloud_reader import cloud_to_numpy
 from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from ssma_ros.data.encodings import CameraIntrinsics, depth_to_metres
-from ssma_ros.node.cloud import (
-    cloud_to_numpy,
-    intrinsics_from_camera_info,
-    pack_rgb,
-    semantic_cloud,
-)
-from ssma_ros.node.codec import image_to_numpy, numpy_to_image
+from ssma_ros.serve.cloud import intrinsics_from_camera_info, pack_rgb, semantic_cloud
+from ssma_ros.serve.codec import image_to_numpy, numpy_to_image
 
 H, W = 6, 8
 CAM = CameraIntrinsics(fx=5.0, fy=4.0, cx=3.5, cy=2.5)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from ssma_ros.node import codec
-from ssma_ros.node.codec import ImageFormatError, image_to_numpy, numpy_to_image, to_rgb8
+from ssma_ros.serve import codec
+from ssma_ros.serve.codec import ImageFormatError, image_to_numpy, numpy_to_image, to_rgb8
 
 ENCODINGS = {  # encoding: (dtype, channels), written out independently of the codec's tables
     "rgb8": (np.uint8, 3),

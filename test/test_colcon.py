@@ -61,7 +61,7 @@ def test_colcon_build_installs_executables_and_share_files(tmp_path):
     site = next((prefix / "lib").glob("python3*/site-packages"))
     env = {**os.environ, "AMENT_PREFIX_PATH": str(prefix), "PYTHONPATH": str(site)}
     probe = (
-        "from ssma_ros.node.segmenter import default_bundle_path; import ssma_ros; "
+        "from ssma_ros.serve.segmenter import default_bundle_path; import ssma_ros; "
         "print(default_bundle_path()); print(ssma_ros.__file__)"
     )
     out = subprocess.run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ssma_ros.node.health import COUNTERS, AuxMonitor, Health, StageTimes, Throttle
+from ssma_ros.serve.health import COUNTERS, AuxMonitor, Health, StageTimes, Throttle
 
 
 def test_report_has_wall_and_cpu_stage_percentiles_over_a_bounded_window():

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import rclpy
 import yaml
+from cloud_reader import cloud_to_numpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
@@ -28,10 +29,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
 from ssma_ros.data.synthetic import CLASSES, SyntheticScenes
-from ssma_ros.node.cloud import cloud_to_numpy
-from ssma_ros.node.codec import image_to_numpy, numpy_to_image
 from ssma_ros.node.params import NodeParams
 from ssma_ros.node.segment_node import Frame, SegmentNode
+from ssma_ros.serve.codec import image_to_numpy, numpy_to_image
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 64  # camera size; the bundle's network input is 64x80, so frames are resized both ways
@@ -356,7 +356,7 @@ def test_flood_keeps_memory_bounded(harness_factory):
         h.rgb_pub.publish(rgb)
         h.aux_pub.publish(aux)
         sent += 1
-        assert max(h.node.sync.synchronizer.queue_lengths()) <= 5
+        assert max(len(q) for q in h.node.sync.synchronizer._queues) <= 5
         time.sleep(0.005)
     counts = h.report_after(0.5)
     assert int(counts["dropped_stale"]) > 0, (
@@ -373,7 +373,7 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
     def broken(*args, **kwargs):
         raise RuntimeError("palette exploded")
 
-    monkeypatch.setattr("ssma_ros.node.outputs.overlay", broken)
+    monkeypatch.setattr("ssma_ros.serve.outputs.overlay", broken)
     header = h.send(sample, t=600.0)
     h.wait(
         lambda: h.by_stamp("mask", header.stamp), "the mask published before the overlay failed"

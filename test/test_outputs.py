@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from ssma_ros.node import outputs
-from ssma_ros.node.outputs import (
+from ssma_ros.serve import outputs
+from ssma_ros.serve.outputs import (
     colorize,
     confidence_to_mono8,
     max_probability,

@@ -322,7 +322,7 @@ def test_runtime_imports_no_heavy_library_and_nothing_from_training() -> None:
 
 
 def test_segmenter_warm_up_serves_black_frames_through_the_backend(exported: Exported) -> None:
-    from ssma_ros.node.segmenter import Segmenter
+    from ssma_ros.serve.segmenter import Segmenter
 
     backend = OnnxRuntimeBackend(exported.bundle, device="cpu", threads=1)
     seen = []

@@ -14,9 +14,15 @@ from rclpy.duration import Duration
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
-from ssma_ros.node import sync as sync_module
-from ssma_ros.node.latest import LatestSlot
-from ssma_ros.node.sync import ApproximateTimeSync, create_sync
+from ssma_ros.node.sync import create_sync
+from ssma_ros.serve.latest import LatestSlot
+from ssma_ros.serve.sync import ApproximateTimeSync, stamp_ns
+
+
+def waiting(sync: ApproximateTimeSync) -> list[int]:
+    """Entries queued on each input (read under the synchroniser's lock)."""
+    with sync._lock:
+        return [len(q) for q in sync._queues]
 
 
 class ReferenceApproximateTimeSynchronizer:
@@ -113,7 +119,7 @@ def test_pairs_exactly_what_message_filters_pairs(stream):
         assert [list(q.items()) for q in ours._queues] == [
             list(q.items()) for q in reference.queues
         ]
-        assert all(n <= queue_size for n in ours.queue_lengths())  # bounded memory
+        assert all(n <= queue_size for n in waiting(ours))  # bounded memory
     for payloads in emitted:
         stamps = [p[0] for p in payloads]
         assert max(stamps) - min(stamps) < slop_ns
@@ -123,7 +129,7 @@ def test_pairs_exactly_what_message_filters_pairs(stream):
     # Every received message is emitted, evicted, overwritten or still queued.
     for i in range(num_inputs):
         assert stats.received[i] == (
-            len(emitted) + stats.evicted[i] + stats.duplicates[i] + ours.queue_lengths()[i]
+            len(emitted) + stats.evicted[i] + stats.duplicates[i] + waiting(ours)[i]
         )
 
 
@@ -134,7 +140,7 @@ def test_basic_pairing_and_strict_slop():
     assert not sync.add(1, 110 * MS, "aux0")  # exactly slop apart: not a match (strict)
     assert sync.add(1, 105 * MS, "aux1")
     assert out == [("rgb0", "aux1")]
-    assert sync.queue_lengths() == [0, 1]  # aux0 stays until evicted or matched
+    assert waiting(sync) == [0, 1]  # aux0 stays until evicted or matched
     assert sync.add(0, 115 * MS, "rgb1")  # aux0 (5 ms) matches
     assert out[-1] == ("rgb1", "aux0")
 
@@ -168,7 +174,7 @@ def test_same_stamp_overwrites_and_oldest_is_evicted():
     sync.add(0, 100 * MS, "d")
     # 8 ms would pair with x (10 ms), but it is the oldest on a full queue: it evicts itself.
     assert not sync.add(0, 8 * MS, "late")
-    assert sync.queue_lengths() == [2, 1]
+    assert waiting(sync) == [2, 1]
     assert sync.stats().evicted == [2, 0]
     assert sync.add(1, 30 * MS, "z")
     assert out[-1] == ("b", "z")
@@ -195,7 +201,7 @@ def test_ros_messages_are_stamped_by_their_header():
     out = []
     sync = ApproximateTimeSync(2, 4, 0.02, lambda a, b: out.append((a, b)))
     rgb, aux = stamped_image(5, 990_000_000), stamped_image(6, 5_000_000)
-    assert sync_module.stamp_ns(aux) == 6_005_000_000
+    assert stamp_ns(aux) == 6_005_000_000
     feed_rgb, feed_aux = sync.input_callback(0), sync.input_callback(1)
     feed_rgb(rgb)
     feed_aux(aux)
@@ -230,7 +236,7 @@ def test_callback_runs_outside_the_lock():
     worker.join(timeout=10)
     assert not worker.is_alive(), "callback deadlocked on the synchroniser lock"
     assert seen == [1]
-    assert sync.queue_lengths() == [1, 0]
+    assert waiting(sync) == [1, 0]
 
 
 def test_concurrent_inputs_emit_each_message_at_most_once():

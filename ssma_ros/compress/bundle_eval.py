@@ -25,8 +25,8 @@ import numpy as np
 
 from ssma_ros.bundle import load_bundle
 from ssma_ros.data import synthetic
-from ssma_ros.node.segmenter import Segmenter
 from ssma_ros.runtime.loader import load_backend
+from ssma_ros.serve.segmenter import Segmenter
 from ssma_ros.train.metrics import ConfusionMeter, SegMetrics
 
 #: Synthetic generator aux kind per bundle aux modality.

@@ -16,12 +16,12 @@ from typing import Any
 
 from rcl_interfaces.msg import ParameterDescriptor
 
-from ssma_ros.node.outputs import UPSAMPLING
+from ssma_ros.node.sync import SYNC_BACKENDS
 from ssma_ros.runtime import BACKENDS
 from ssma_ros.runtime.base import PRECISIONS
+from ssma_ros.serve.codec import CONVERTERS
+from ssma_ros.serve.outputs import UPSAMPLING
 
-SYNC_BACKENDS = ("auto", "message_filters", "builtin")  # ssma_ros.node.sync.create_sync
-IMAGE_CODECS = ("auto", "cv_bridge", "numpy")  # ssma_ros.node.codec.make_converter
 QOS = ("sensor_data", "reliable")  # see segment_node.qos_profile
 
 #: Parameters that can be set while the node runs (each is read per frame or per message).
@@ -74,7 +74,7 @@ class NodeParams:
         metadata={"min": 0, "help": "intra-op threads of CPU backends; 0 = library default"},
     )
     sync: str = field(default="auto", metadata=_choices(SYNC_BACKENDS))
-    image_codec: str = field(default="auto", metadata=_choices(IMAGE_CODECS))
+    image_codec: str = field(default="auto", metadata=_choices(CONVERTERS))
     slop: float = field(
         default=0.05,
         metadata={"above": 0.0, "help": "s: the most two stamps of one rgb/aux pair may differ"},

@@ -50,14 +50,15 @@ from ssma_ros.data.encodings import (
     depth_to_metres,
     has_valid_depth,
 )
-from ssma_ros.node import cloud, outputs
-from ssma_ros.node.codec import ImageFormatError, make_converter, to_rgb8
-from ssma_ros.node.health import AuxMonitor, Health, StageTimes, Throttle
-from ssma_ros.node.latest import LatestSlot
 from ssma_ros.node.params import NodeParams, declare_parameters, updated
-from ssma_ros.node.segmenter import Segmenter, default_bundle_path
-from ssma_ros.node.sync import create_sync, slop_to_ns, stamp_ns
+from ssma_ros.node.sync import create_sync
 from ssma_ros.runtime import load_backend
+from ssma_ros.serve import cloud, outputs
+from ssma_ros.serve.codec import ImageFormatError, make_converter, to_rgb8
+from ssma_ros.serve.health import AuxMonitor, Health, StageTimes, Throttle
+from ssma_ros.serve.latest import LatestSlot
+from ssma_ros.serve.segmenter import Segmenter, default_bundle_path
+from ssma_ros.serve.sync import slop_to_ns, stamp_ns
 
 NAME = "ssma_segmentation"
 LATCHED = QoSProfile(

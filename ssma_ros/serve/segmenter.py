@@ -10,8 +10,8 @@ import numpy as np
 from ssma_ros.bundle import Bundle
 from ssma_ros.data.encodings import CameraIntrinsics
 from ssma_ros.data.preprocess import Preprocess
-from ssma_ros.node.outputs import postprocess
 from ssma_ros.runtime.base import Backend
+from ssma_ros.serve.outputs import postprocess
 from ssma_ros.share import share_file
 
 

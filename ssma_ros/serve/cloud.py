@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import array
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, PointCloud2, PointField
-from std_msgs.msg import Header
 
 from ssma_ros.data.encodings import CameraIntrinsics
+
+if TYPE_CHECKING:
+    from sensor_msgs.msg import CameraInfo, PointCloud2
+    from std_msgs.msg import Header
 
 _NATIVE_BIG = sys.byteorder == "big"
 
@@ -76,17 +79,17 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return packed.view(np.float32)
 
 
+# sensor_msgs/PointField datatype constants (fixed by the message definition).
 _NP_TO_FIELD = {
-    np.dtype(np.int8): PointField.INT8,
-    np.dtype(np.uint8): PointField.UINT8,
-    np.dtype(np.int16): PointField.INT16,
-    np.dtype(np.uint16): PointField.UINT16,
-    np.dtype(np.int32): PointField.INT32,
-    np.dtype(np.uint32): PointField.UINT32,
-    np.dtype(np.float32): PointField.FLOAT32,
-    np.dtype(np.float64): PointField.FLOAT64,
+    np.dtype(np.int8): 1,
+    np.dtype(np.uint8): 2,
+    np.dtype(np.int16): 3,
+    np.dtype(np.uint16): 4,
+    np.dtype(np.int32): 5,
+    np.dtype(np.uint32): 6,
+    np.dtype(np.float32): 7,
+    np.dtype(np.float64): 8,
 }
-_FIELD_TO_NP = {v: k for k, v in _NP_TO_FIELD.items()}
 
 
 def semantic_cloud(
@@ -130,6 +133,11 @@ def semantic_cloud(
         points["rgb"] = pack_rgb(rgb)
     points["label"] = mask
 
+    from sensor_msgs.msg import (
+        PointCloud2,
+        PointField,
+    )  # the only ROS import: building the message
+
     fields = [
         PointField(
             name=name,
@@ -151,49 +159,3 @@ def semantic_cloud(
     data.frombytes(points.data.cast("B"))  # one copy, no per-byte Python work
     msg.data = data
     return msg
-
-
-def cloud_to_numpy(msg: PointCloud2) -> np.ndarray:
-    """A PointCloud2 as a height x width structured array with its fields in native order.
-
-    Honours field offsets and datatypes, point_step, row_step and is_bigendian; raises ValueError
-    if the message's sizes do not add up.
-    """
-    order = ">" if msg.is_bigendian else "<"
-    names, formats, offsets = [], [], []
-    for f in msg.fields:
-        if f.datatype not in _FIELD_TO_NP:
-            raise ValueError(f"field {f.name!r} has unknown datatype {f.datatype}")
-        base = _FIELD_TO_NP[f.datatype].newbyteorder(order)
-        names.append(f.name)
-        formats.append(base if f.count == 1 else (base, (f.count,)))
-        offsets.append(f.offset)
-    wire = np.dtype(
-        {"names": names, "formats": formats, "offsets": offsets, "itemsize": msg.point_step}
-    )
-    height, width = int(msg.height), int(msg.width)
-    if msg.row_step < width * msg.point_step:
-        raise ValueError(f"row_step {msg.row_step} < width {width} x point_step {msg.point_step}")
-    if len(msg.data) != height * msg.row_step:
-        raise ValueError(
-            f"data has {len(msg.data)} bytes, expected height {height} x row_step "
-            f"{msg.row_step} = {height * msg.row_step}"
-        )
-    view = np.ndarray(
-        (height, width),
-        dtype=wire,
-        buffer=np.frombuffer(msg.data, np.uint8),
-        strides=(msg.row_step, msg.point_step),
-    )
-    native = np.dtype(
-        {
-            "names": names,
-            "formats": [
-                np.dtype(fm).newbyteorder("=")
-                if not isinstance(fm, tuple)
-                else (fm[0].newbyteorder("="), fm[1])
-                for fm in formats
-            ],
-        }
-    )
-    return view.astype(native)

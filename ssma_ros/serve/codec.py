@@ -6,6 +6,9 @@ reference the ``cv_bridge`` path is checked against. It honours ``step`` (rows m
 do not add up, with an :class:`ImageFormatError` that names the problem: a truncated image
 decoded anyway is a silent garbage frame.
 
+Decoding is duck-typed (any object with the Image fields: a deserialised bag message will do), so
+this module imports no ROS package until :func:`numpy_to_image` builds a message.
+
 Array layout (identical to ``cv_bridge.CvBridge().imgmsg_to_cv2(msg, "passthrough")``):
 H x W for one channel, H x W x C otherwise, native byte order, C-contiguous, own memory.
 """
@@ -17,12 +20,14 @@ import importlib
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import Image
-from std_msgs.msg import Header
+
+if TYPE_CHECKING:
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
 _NATIVE_BIG = sys.byteorder == "big"
 
@@ -148,6 +153,8 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     native = np.ascontiguousarray(hwc, dtype=fmt.dtype)
     data = pyarray.array("B")
     data.frombytes(native.data.cast("B"))  # one copy, no per-byte Python work
+    from sensor_msgs.msg import Image  # the one ROS import: only encoding needs it
+
     msg = Image()
     if header is not None:
         msg.header = header
@@ -197,6 +204,10 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
         array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
     array = np.ascontiguousarray(array)
     return array if code is None else cv2.cvtColor(array, code)
+
+
+#: What make_converter can be asked for (the node's `image_codec` parameter).
+CONVERTERS = ("auto", "cv_bridge", "numpy")
 
 
 class ImageConverter(Protocol):
@@ -265,8 +276,8 @@ def make_converter(prefer: str = "auto") -> ImageConverter:
     prefer="numpy" never imports cv_bridge; prefer="cv_bridge" raises ImportError with a hint
     when it is missing.
     """
-    if prefer not in ("auto", "cv_bridge", "numpy"):
-        raise ValueError(f"prefer must be 'auto', 'cv_bridge' or 'numpy', got {prefer!r}")
+    if prefer not in CONVERTERS:
+        raise ValueError(f"prefer must be one of {CONVERTERS}, got {prefer!r}")
     if prefer == "numpy":
         return NumpyConverter()
     try:

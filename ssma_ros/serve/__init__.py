@@ -1,0 +1,1 @@
+"""The ROS-free serving core: what the node runs, importable without rclpy."""
