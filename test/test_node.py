@@ -1,11 +1,14 @@
 """segment_node over a real DDS: publish rgb/aux/camera_info, spin, receive every output.
 
 Each test starts the node in its own namespace inside this run's own ROS domain (conftest.py),
-with a probe node that plays the camera and listens to the outputs.
+with a probe node that plays the camera and listens to the outputs with default (reliable) QoS,
+as rqt, RViz or a user's node do. Time-dependent behaviour runs on an injected clock, and load on
+a backend held on an event, so no test depends on how fast this machine is.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -31,6 +34,11 @@ from std_msgs.msg import String
 from ssma_ros.data.synthetic import CLASSES, SyntheticScenes
 from ssma_ros.node.params import NodeParams
 from ssma_ros.node.segment_node import Frame, SegmentNode
+from ssma_ros.runtime import load_backend
+from ssma_ros.serve import cloud as cloud_module
+from ssma_ros.serve import outputs
+from ssma_ros.bundle import load_bundle
+from ssma_ros.serve.segmenter import Segmenter, default_bundle_path
 from ssma_ros.serve.codec import image_to_numpy, numpy_to_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,27 +70,44 @@ def _rgb_msg(rgb: np.ndarray, encoding: str, header) -> Image:
     )
 
 
-class Harness:
-    """The node under test plus a probe node, spun by one executor in a background thread."""
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
 
-    def __init__(self, context, bundle: Path, subscribe=tuple(OUTPUTS), **params) -> None:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    """The node under test plus a probe node, spun by one executor in a background thread.
+
+    The node is configured and activated (what `autostart` does in the executable) unless
+    `start=False`.
+    """
+
+    def __init__(
+        self, context, bundle: Path, subscribe=tuple(OUTPUTS), start=True, clock=None, **params
+    ) -> None:
         self.ns = f"/t{next(_namespaces)}"
         overrides = [
             Parameter("bundle", value=str(bundle)),
             Parameter("backend", value="onnxruntime"),
+            Parameter("cpu_threads", value=1),
             *(Parameter(k, value=v) for k, v in params.items()),
         ]
         self.node = SegmentNode(context=context, namespace=self.ns, parameter_overrides=overrides)
+        if clock is not None:
+            self.node.clock = clock
         self.probe = rclpy.create_node("probe", context=context, namespace=self.ns)
         self.received: dict[str, list] = {name: [] for name in OUTPUTS}
         self.diagnostics: list[DiagnosticArray] = []
         self.class_names: list[String] = []
         self.lock = threading.RLock()
-        base = f"{self.ns}/ssma_segmentation"
-        for name in subscribe:
-            self.probe.create_subscription(
-                OUTPUTS[name], f"{base}/{name}", self._keep(name), qos_profile_sensor_data
-            )
+        self.base = base = f"{self.ns}/ssma_segmentation"
+        for name in subscribe:  # default QoS: reliable, as most subscribers are
+            self.probe.create_subscription(OUTPUTS[name], f"{base}/{name}", self._keep(name), 10)
         self.probe.create_subscription(DiagnosticArray, "/diagnostics", self._keep_diag, 10)
         latched = QoSProfile(
             depth=1,
@@ -100,13 +125,20 @@ class Harness:
         self.executor.add_node(self.probe)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
+        self.subscribe = subscribe
+        if start:
+            assert self.node.start() is None, self.node.failure
+            self.wait_for_discovery()
+
+    def wait_for_discovery(self) -> None:
         self.wait(
             lambda: (
                 all(
-                    self.probe.count_subscribers(f"{base}/{n}") or n not in subscribe
+                    self.probe.count_subscribers(f"{self.base}/{n}") or n not in self.subscribe
                     for n in OUTPUTS
                 )
                 and self.node.count_publishers(f"{self.ns}/rgb") > 0
+                and self.node.count_subscribers(f"{self.base}/mask") == ("mask" in self.subscribe)
             ),
             "discovery",
         )
@@ -128,7 +160,8 @@ class Harness:
 
     def camera_info(self, sample, header) -> CameraInfo:
         cam = sample.camera
-        msg = CameraInfo(header=header, width=W, height=H)
+        height, width = sample.rgb.shape[:2]
+        msg = CameraInfo(header=header, width=width, height=height)
         msg.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
         return msg
 
@@ -153,6 +186,15 @@ class Harness:
                     return
             time.sleep(0.02)
         raise AssertionError(f"timed out waiting for {what}")
+
+    def count(self, name: str) -> int:
+        return self.node.health.counts()[name]
+
+    def served(self, sample, t: float, output="mask", **kwargs):
+        """Send one frame and wait for its `output`; the message."""
+        header = self.send(sample, t, **kwargs)
+        self.wait(lambda: self.by_stamp(output, header.stamp), f"{output} at t={t}")
+        return self.by_stamp(output, header.stamp)[0]
 
     def by_stamp(self, name: str, stamp) -> list:
         with self.lock:
@@ -244,14 +286,48 @@ def test_every_output_for_each_input_encoding(harness_factory, upsampling):
     assert json.loads(h.class_names[0].data)["classes"] == list(CLASSES)
 
 
-def test_only_subscribed_outputs_are_computed(harness_factory):
+class Spy:
+    """Counts the calls of a function and calls it."""
+
+    def __init__(self, target) -> None:
+        self.target, self.calls = target, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.target(*args, **kwargs)
+
+    def __get__(self, instance, owner):  # as a method: bind like a function does
+        return self if instance is None else functools.partial(self, instance)
+
+
+def test_only_subscribed_outputs_are_computed(harness_factory, monkeypatch):
     h = harness_factory(subscribe=("mask",))
-    sample = _frame(0)
-    header = h.send(sample, t=200.0)
-    h.wait(lambda: h.by_stamp("mask", header.stamp), "the mask")
-    time.sleep(0.3)
-    assert not any(h.received[n] for n in OUTPUTS if n != "mask")
-    assert h.node.pubs["overlay"].get_subscription_count() == 0
+    everything = harness_factory()  # both warmed up before the spies go in
+    spies = {
+        "overlay": Spy(outputs.overlay),
+        "cloud": Spy(cloud_module.semantic_cloud),
+        "confidence": Spy(outputs.Segmentation.confidence_mono8),
+        "confidence_float": Spy(outputs.Segmentation.confidence),
+    }
+    monkeypatch.setattr(outputs, "overlay", spies["overlay"])
+    monkeypatch.setattr(cloud_module, "semantic_cloud", spies["cloud"])
+    monkeypatch.setattr(outputs.Segmentation, "confidence_mono8", spies["confidence"])
+    monkeypatch.setattr(outputs.Segmentation, "confidence", spies["confidence_float"])
+    h.served(_frame(0), t=200.0)
+    assert {name: spy.calls for name, spy in spies.items()} == dict.fromkeys(spies, 0)
+    # The same frame with every output subscribed does all of that work: the spies can see it.
+    everything.served(_frame(0), t=200.0, output="cloud")
+    assert all(spy.calls > 0 for spy in spies.values()), {n: s.calls for n, s in spies.items()}
+
+
+def test_a_node_nobody_listens_to_never_runs_the_model(harness_factory):
+    h = harness_factory(subscribe=())
+    infer = h.node.segmenter.backend.infer = Spy(h.node.segmenter.backend.infer)
+    wanted = h.node._wanted = Spy(h.node._wanted)
+    for i in range(3):
+        h.send(_frame(i), t=250.0 + i)
+        h.wait(lambda: wanted.calls > i, f"the inference worker taking frame {i}")
+    assert infer.calls == 0 and h.count("frames_out") == 0
 
 
 def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
@@ -291,38 +367,29 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
     h.wait(lambda: h.by_stamp("mask", good.stamp), "a good frame after the bad ones")
     report = h.report_after(0.0)
     assert int(report["bad_encoding"]) >= 1 and int(report["size_mismatch"]) >= 1
-    assert report["level"] == bytes([1])  # WARN while bad inputs have been seen
+    with h.lock:  # each report after new bad inputs warns and says which
+        warned = " ".join(
+            s.message for d in h.diagnostics for s in d.status if s.level == bytes([1])
+        )
+    assert "bad_encoding" in warned and "size_mismatch" in warned
 
 
 def test_rgb_only_fallback_when_aux_stalls_and_recovery(harness_factory):
-    h = harness_factory(aux_timeout=0.3, diagnostics_period=0.2)
+    clock = FakeClock()
+    h = harness_factory(clock=clock, aux_timeout=0.5, subscribe=("mask",))
     sample = _frame(2)
-    t = 400.0
-    for _ in range(3):
-        t += 0.1
-        h.send(sample, t=t)
-        time.sleep(0.1)
-    assert h.report_after(0.3)["aux"] == "ok"
-    for _ in range(10):  # aux stops: rgb only for 1 s
-        t += 0.1
-        h.send(sample, t=t, aux_enc=None)
-        time.sleep(0.1)
-    h.wait(lambda: h.node.health.counts()["rgb_only_in"] > 0, "rgb-only frames")
-    stalled = h.last_report()
-    assert stalled["aux"].startswith("stalled") and stalled["level"] == bytes([1])
-    rgb_only_stamp = h.stamp(t)
-    h.wait(lambda: h.by_stamp("mask", rgb_only_stamp), "a mask served from RGB alone")
-    deadline = time.monotonic() + 20.0
-    while (
-        True
-    ):  # aux is back; the camera keeps publishing, as a real one does, until a report says so
-        t += 0.1
-        h.send(sample, t=t)
-        time.sleep(0.1)
-        recovered = h.last_report()
-        if recovered["aux"] == "ok" or time.monotonic() > deadline:
-            break
-    assert recovered["aux"] == "ok" and recovered["level"] == bytes([0])
+    h.served(sample, t=400.0)
+    assert h.node.diagnose(clock.now)[0] == bytes([0])
+    clock.now += 0.6  # aux is silent for longer than aux_timeout
+    h.served(sample, t=400.1, aux_enc=None)  # served from RGB alone
+    assert h.count("rgb_only_in") == 1
+    level, message = h.node.diagnose(clock.now)
+    assert (level, message) == (bytes([1]), "aux stream stalled: serving RGB only")
+    h.served(sample, t=400.2)  # aux is back (this rgb may still come before it, served alone)
+    alone = h.count("rgb_only_in")
+    h.served(sample, t=400.3)  # fused again, and diagnostics say so
+    assert h.count("rgb_only_in") == alone and not h.node.aux_monitor.stalled
+    assert h.node.diagnose(clock.now) == (bytes([0]), "ok")
 
 
 def test_the_late_aux_partner_of_a_frame_served_alone_is_not_served_twice(harness_factory):
@@ -343,26 +410,32 @@ def test_the_late_aux_partner_of_a_frame_served_alone_is_not_served_twice(harnes
 
 
 def test_flood_keeps_memory_bounded(harness_factory):
-    h = harness_factory(queue_size=5)
+    """The model is held busy on one frame while 20 more pairs arrive: only the newest waits."""
+    h = harness_factory(queue_size=5, subscribe=("mask",))
+    release, entered = threading.Event(), threading.Event()
+    backend = h.node.segmenter.backend
+    run = backend.infer
+
+    def held(inputs):
+        entered.set()
+        release.wait(30)
+        return run(inputs)
+
+    backend.infer = held
     sample = _frame(3)
-    header = Image().header
-    rgb = _rgb_msg(sample.rgb, "rgb8", header)
-    aux = _depth_msg(sample.depth, "16UC1", header)
-    t0, sent = 500.0, 0
-    start = time.monotonic()
-    while time.monotonic() - start < 2.0:  # 200 Hz for 2 s, aux jittered by 1 ms
-        t = t0 + sent / 200.0
-        rgb.header.stamp, aux.header.stamp = h.stamp(t), h.stamp(t + 0.001)
+    rgb, aux = _rgb_msg(sample.rgb, "rgb8", None), _depth_msg(sample.depth, "16UC1", None)
+    for i in range(21):
+        rgb.header.stamp, aux.header.stamp = h.stamp(500.0 + i), h.stamp(500.0 + i + 0.001)
         h.rgb_pub.publish(rgb)
         h.aux_pub.publish(aux)
-        sent += 1
+        h.wait(lambda: h.count("pairs_in") > i, f"pair {i}")
+        if i == 0:
+            assert entered.wait(20), "the inference worker never took the first pair"
         assert max(len(q) for q in h.node.sync.synchronizer._queues) <= 5
-        time.sleep(0.005)
-    counts = h.report_after(0.5)
-    assert int(counts["dropped_stale"]) > 0, (
-        "a 200 Hz flood must overrun a CPU model and drop frames"
-    )
-    assert int(counts["frames_out"]) > 0
+    assert h.count("dropped_stale") == 19  # pairs 1..19 replaced, 20 waits
+    release.set()
+    h.wait(lambda: h.count("frames_out") == 2, "the held frame and the newest one")
+    assert [m.header.stamp for m in h.received["mask"]] == [h.stamp(500.0), h.stamp(520.0)]
     assert all(worker.is_alive() for worker in h.node.workers)
 
 
