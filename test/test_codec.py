@@ -190,20 +190,24 @@ def test_to_rgb8_for_each_colour_and_mono_encoding():
     out = to_rgb8(mono, "mono8")
     assert out.shape == (3, 4, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
     np.testing.assert_array_equal(out, np.stack([mono] * 3, axis=2))
-    mono16 = np.arange(65536, dtype=np.uint16).reshape(256, 256)
-    np.testing.assert_array_equal(
-        to_rgb8(mono16, "mono16")[:, :, 1], np.round(mono16 / 257.0).astype(np.uint8)
-    )
-    with pytest.raises(ImageFormatError, match="cannot convert '8UC3' to rgb8"):
+    with pytest.raises(ImageFormatError, match="encoding '8UC3' is not a colour image"):
         to_rgb8(rgb, "8UC3")
     with pytest.raises(ImageFormatError, match=r"bgra8 array has shape \(3, 4, 3\)"):
         to_rgb8(rgb, "bgra8")
-    with pytest.raises(ImageFormatError, match="mono16 needs dtype uint16, got uint8"):
-        to_rgb8(mono, "mono16")
+    with pytest.raises(ImageFormatError, match="mono8 needs dtype uint8, got uint16"):
+        to_rgb8(mono.astype(np.uint16), "mono8")
     assert to_rgb8(rgb, "rgb8") is rgb  # already rgb8: no copy (the decoders' arrays are fresh)
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     assert not np.shares_memory(to_rgb8(bgr, "bgr8"), bgr)
     assert not np.shares_memory(to_rgb8(rgb[:, ::2], "rgb8"), rgb)  # made contiguous: a copy
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1", "8UC1", "32FC1", "16SC1"])
+def test_depth_like_encodings_are_not_rgb(encoding):
+    """Fault 10: 16UC1, mono16 and 8UC1 were segmented as if they were colour images."""
+    dtype = codec.pixel_format(encoding).dtype
+    with pytest.raises(ImageFormatError, match=f"encoding '{encoding}' is not a colour image"):
+        to_rgb8(np.zeros((3, 4), dtype), encoding)
 
 
 class ImportRecorder:

@@ -166,42 +166,39 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     return msg
 
 
-# encoding -> (channels expected, OpenCV conversion to RGB or None when already RGB)
+# encoding -> (channels expected, OpenCV conversion to RGB or None when already RGB). Only colour
+# and 8-bit grey: 16-bit and typed one-channel images are depth or thermal, never the rgb input.
 _TO_RGB = {
     "rgb8": (3, None),
     "bgr8": (3, cv2.COLOR_BGR2RGB),
     "rgba8": (4, cv2.COLOR_RGBA2RGB),
     "bgra8": (4, cv2.COLOR_BGRA2RGB),
     "mono8": (1, cv2.COLOR_GRAY2RGB),
-    "8UC1": (1, cv2.COLOR_GRAY2RGB),
-    "mono16": (1, cv2.COLOR_GRAY2RGB),
-    "16UC1": (1, cv2.COLOR_GRAY2RGB),
 }
+#: The encodings the rgb input accepts.
+RGB_ENCODINGS = tuple(_TO_RGB)
 
 
 def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Any colour or mono image as an H x W x 3 RGB uint8 array (the network's colour input):
-    `array` itself when it is one already (the decoders return fresh arrays, so no copy is
-    needed), a new array otherwise.
+    """Return a colour or mono8 image as H x W x 3 RGB uint8 (the network's colour input).
 
-    bgr is reversed, alpha dropped, mono replicated; mono16 is scaled by 255/65535 with rounding
-    (as cv_bridge does). Typed multi-channel encodings (8UC3, ...) are refused: their channel
-    order is unknown. OpenCV does the channel shuffles (a numpy [..., ::-1] copy is ~50x slower).
+    `array` itself when it is one already (the decoders return fresh arrays, so no copy is
+    needed), a new array otherwise: bgr is reversed, alpha dropped, mono replicated. Any other
+    encoding (mono16, 16UC1, 8UC1: depth or thermal; 8UC3: unknown channel order) is refused.
+    OpenCV does the channel shuffles (a numpy [..., ::-1] copy is ~50x slower).
     """
     if encoding not in _TO_RGB:
-        raise ImageFormatError(f"cannot convert {encoding!r} to rgb8 (colour or mono only)")
+        raise ImageFormatError(
+            f"encoding {encoding!r} is not a colour image (rgb takes {', '.join(RGB_ENCODINGS)})"
+        )
     channels, code = _TO_RGB[encoding]
     shape_ok = (
         array.ndim == 2 if channels == 1 else (array.ndim == 3 and array.shape[2] == channels)
     )
     if not shape_ok:
         raise ImageFormatError(f"{encoding} array has shape {array.shape}")
-    expected = pixel_format(encoding).dtype
-    if array.dtype.newbyteorder("=") != expected:
-        raise ImageFormatError(f"{encoding} needs dtype {expected}, got {array.dtype}")
-    if expected == np.uint16:
-        # (x + 128) // 257 == round(x / 257) for every uint16 (no ties occur).
-        array = ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if array.dtype != np.uint8:
+        raise ImageFormatError(f"{encoding} needs dtype uint8, got {array.dtype}")
     array = np.ascontiguousarray(array)
     return array if code is None else cv2.cvtColor(array, code)
 

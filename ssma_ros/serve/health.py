@@ -23,7 +23,8 @@ COUNTERS = (
     "bad_image",  # truncated or inconsistent Image messages
     "size_mismatch",  # rgb and aux of different sizes
     "out_of_order",  # a pair older than the last one served
-    "late_aux",  # pairs whose rgb frame had been served alone just before (aux came back): not served twice
+    "late_aux",  # pairs whose rgb frame was just served alone (aux came back): not served twice
+    "time_jumps",  # stamps that jumped back, or ahead of the node's clock (the gate restarted)
     "aux_all_invalid",  # depth frames without a single valid pixel (served as RGB only)
     "no_camera_info",  # frames that could not make ~/cloud for want of camera_info
     "bad_camera_info",  # camera_info messages without a usable K
@@ -42,28 +43,56 @@ class AuxEvent:
 
 
 class AuxMonitor:
-    """Tracks whether the aux stream is alive; times are seconds on any monotonic clock."""
+    """Whether the aux stream is alive; times are seconds on any monotonic clock. Thread-safe.
+
+    Aux has stalled when it has been silent for more than `timeout` while rgb kept coming. The
+    clock starts at `start` (make the monitor, or :meth:`restart` it, on activation, once the
+    model is loaded: loading is not silence), and restarts whenever rgb itself was silent for
+    more than `timeout`: a whole camera pausing (a driver restart, a bag paused) is not an aux
+    stall, and aux gets `timeout` from the first rgb frame after the pause to follow it.
+    `timeout` may be changed at run time.
+    """
 
     def __init__(self, timeout: float, start: float) -> None:
         self.timeout = timeout
-        self.last_seen = start  # silence is counted from start-up until the first aux
-        self.stalled = False
+        self._lock = threading.Lock()
+        self.restart(start)
+
+    def restart(self, now: float) -> None:
+        """Forget everything; silence is counted from `now`."""
+        with self._lock:
+            self._last_aux: float | None = None
+            self._last_rgb: float | None = None
+            self._since = now  # aux is due `timeout` after this
+            self._stalled = False
+
+    @property
+    def stalled(self) -> bool:
+        with self._lock:
+            return self._stalled
 
     def seen(self, now: float) -> AuxEvent | None:
         """Aux arrived at `now`; returns an event when this ends a stall."""
-        silent = now - self.last_seen
-        self.last_seen = now
-        if self.stalled:
-            self.stalled = False
-            return AuxEvent(stalled=False, silent_for=silent)
-        return None
+        with self._lock:
+            silent = now - (self._since if self._last_aux is None else self._last_aux)
+            self._last_aux = now
+            if self._stalled:
+                self._stalled = False
+                return AuxEvent(stalled=False, silent_for=silent)
+            return None
 
     def check(self, now: float) -> AuxEvent | None:
-        """Called as rgb arrives; returns an event when aux has just gone silent for too long."""
-        if not self.stalled and now - self.last_seen > self.timeout:
-            self.stalled = True
-            return AuxEvent(stalled=True, silent_for=now - self.last_seen)
-        return None
+        """Rgb arrived at `now`; returns an event when aux has just gone silent for too long."""
+        with self._lock:
+            if self._last_rgb is None or now - self._last_rgb > self.timeout:
+                self._since = max(self._since, now)  # the camera (re)starts: aux is due from now
+            self._last_rgb = now
+            due_from = self._since if self._last_aux is None else max(self._last_aux, self._since)
+            if not self._stalled and now - due_from > self.timeout:
+                self._stalled = True
+                silent = now - (self._since if self._last_aux is None else self._last_aux)
+                return AuxEvent(stalled=True, silent_for=silent)
+            return None
 
 
 class Throttle:
@@ -151,3 +180,151 @@ class Health:
                     p50, p95 = np.percentile(np.asarray(values, float), [50, 95]) * 1000.0
                     out[f"{name}_p50_ms"], out[f"{name}_p95_ms"] = float(p50), float(p95)
             return out
+
+
+# diagnostic_msgs/DiagnosticStatus levels.
+OK, WARN, ERROR = 0, 1, 2
+
+#: Counters of frames that could not be served for a fault of the input or of the node.
+BAD_FRAMES = (
+    "out_of_order",
+    "bad_encoding",
+    "bad_image",
+    "size_mismatch",
+    "inference_errors",
+    "output_errors",
+)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The level of /diagnostics, its one-line message and the details behind it."""
+
+    level: int  # OK, WARN or ERROR
+    message: str
+    values: dict[str, str]
+
+
+class HealthRules:
+    """The severity rules of /diagnostics, evaluated from a timer so that silence is noticed.
+
+    `topics` are the resolved names of the inputs, rgb first, then aux for an RGB + aux model.
+    Feed every input message to :meth:`seen` (before pairing) and call :meth:`assess` from the
+    diagnostics timer with the node's counters. Times are seconds on a monotonic clock; stamps
+    are ns. Rules, the worst wins:
+
+    * a topic silent for `silence_warn` s -> WARN "no frames on /x for 3 s", for `silence_error`
+      s -> ERROR; aux silent (or stalled, `aux_stalled`) while rgb flows stays WARN when RGB-only
+      serving covers it;
+    * both topics flowing but no pair formed for `silence_warn` s -> WARN, with both topics'
+      last stamps (clocks apart, or a `slop` too small);
+    * of the rgb frames since the previous assessment, a share of `bad_share_warn` or more
+      that was out of order, undecodable or failed -> WARN, `bad_share_error` -> ERROR.
+
+    Silence counts from `start` (:meth:`restart` on activation). Thread-safe.
+    """
+
+    def __init__(
+        self,
+        topics: tuple[str, ...],
+        start: float,
+        *,
+        silence_warn: float = 3.0,
+        silence_error: float = 10.0,
+        bad_share_warn: float = 0.1,
+        bad_share_error: float = 0.5,
+    ) -> None:
+        if len(topics) not in (1, 2):
+            raise ValueError(f"topics must be (rgb,) or (rgb, aux), got {topics}")
+        if not 0 < silence_warn <= silence_error:
+            raise ValueError("need 0 < silence_warn <= silence_error")
+        self.topics = tuple(topics)
+        self.silence_warn, self.silence_error = silence_warn, silence_error
+        self.bad_share_warn, self.bad_share_error = bad_share_warn, bad_share_error
+        self._lock = threading.Lock()
+        self.restart(start)
+
+    def restart(self, now: float) -> None:
+        """Forget what was seen; silence counts from `now`."""
+        with self._lock:
+            self._start = now
+            self._last_seen: list[float | None] = [None] * len(self.topics)
+            self._last_stamp: list[int | None] = [None] * len(self.topics)
+            self._rgb_seen = 0
+            self._last_pair = now
+            self._previous: dict[str, int] | None = None  # counters at the previous assessment
+            self._previous_rgb = 0
+
+    def seen(self, index: int, now: float, stamp: int) -> None:
+        """Record a message on input `index` (0 rgb, 1 aux), stamped `stamp` ns."""
+        with self._lock:
+            self._last_seen[index] = now
+            self._last_stamp[index] = stamp
+            if index == 0:
+                self._rgb_seen += 1
+
+    def assess(
+        self, now: float, counts: dict[str, int], aux_stalled: bool, rgb_only_fallback: bool
+    ) -> Assessment:
+        """Assess the level now, from what arrived and the counters' change since the last call."""
+        with self._lock:
+            silent = [now - (t if t is not None else self._start) for t in self._last_seen]
+            previous = self._previous if self._previous is not None else dict.fromkeys(counts, 0)
+            if counts.get("pairs_in", 0) > previous.get("pairs_in", 0):
+                self._last_pair = now
+            bad = {k: counts.get(k, 0) - previous.get(k, 0) for k in BAD_FRAMES}
+            bad = {k: n for k, n in bad.items() if n > 0}
+            rgb_frames = self._rgb_seen - self._previous_rgb
+            self._previous, self._previous_rgb = dict(counts), self._rgb_seen
+            last_pair, stamps = self._last_pair, list(self._last_stamp)
+            never = [t is None for t in self._last_seen]
+
+        problems: list[tuple[int, str]] = []
+        quiet = [
+            i for i, s in enumerate(silent) if s >= self.silence_warn or (i == 1 and aux_stalled)
+        ]
+        if quiet:
+            rgb_flows = 0 not in quiet
+            worst = max(silent[i] for i in quiet)
+            if rgb_flows and aux_stalled and rgb_only_fallback:
+                level, consequence = WARN, ": serving RGB alone"
+            else:
+                level = ERROR if worst >= self.silence_error else WARN
+                consequence = "" if rgb_flows or len(self.topics) == 1 else ": no output"
+            silences = ", ".join(f"on {self.topics[i]} for {silent[i]:.0f} s" for i in quiet)
+            problems.append((level, f"no frames {silences}{consequence}"))
+        elif len(self.topics) == 2 and now - last_pair >= self.silence_warn:
+            problems.append(
+                (
+                    WARN,
+                    f"{self.topics[0]} and {self.topics[1]} arrive but no pair formed for "
+                    f"{now - last_pair:.0f} s: last stamps {_stamp(stamps[0])} and "
+                    f"{_stamp(stamps[1])} (clocks apart, or slop too small?)",
+                )
+            )
+        if bad:
+            total = sum(bad.values())
+            share = total / max(rgb_frames, total)
+            if share >= self.bad_share_warn:
+                level = ERROR if share >= self.bad_share_error else WARN
+                detail = ", ".join(f"{k} {n}" for k, n in sorted(bad.items()))
+                problems.append(
+                    (
+                        level,
+                        f"{total} of {max(rgb_frames, total)} recent frames not served ({detail})",
+                    )
+                )
+
+        values = {"topics": ", ".join(self.topics)}
+        for i, topic in enumerate(self.topics):
+            seen = "never" if never[i] else f"{silent[i]:.1f} s ago"
+            values[f"{topic} last message"] = seen
+            values[f"{topic} last stamp"] = _stamp(stamps[i])
+        if not problems:
+            return Assessment(OK, "ok", values)
+        level = max(p[0] for p in problems)
+        return Assessment(level, "; ".join(p[1] for p in problems), values)
+
+
+def _stamp(ns: int | None) -> str:
+    return "none" if ns is None else f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
