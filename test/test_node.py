@@ -26,6 +26,7 @@ import yaml
 from cloud_reader import cloud_to_numpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -40,6 +41,7 @@ from ssma_ros.serve import outputs
 from ssma_ros.bundle import load_bundle
 from ssma_ros.serve.segmenter import Segmenter, default_bundle_path
 from ssma_ros.serve.codec import image_to_numpy, numpy_to_image
+from ssma_ros.serve.health import OK, WARN
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 64  # camera size; the bundle's network input is 64x80, so frames are resized both ways
@@ -352,7 +354,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
     # An all-NaN depth frame is still segmented, from RGB alone.
     h.wait(lambda: h.by_stamp("mask", h.stamp(t)), "the mask of the all-NaN depth frame")
     # Stamps out of order: a frame older than one already served is dropped.
-    h.send(sample, t=t - 10.0)
+    h.send(sample, t=t - 0.5)  # (further back is a time jump: served, order restarts)
     h.wait(lambda: h.node.health.counts()["out_of_order"] >= 1, "out_of_order")
     # A truncated rgb image.
     header.stamp = h.stamp(t + 1)
@@ -367,9 +369,9 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
     h.wait(lambda: h.by_stamp("mask", good.stamp), "a good frame after the bad ones")
     report = h.report_after(0.0)
     assert int(report["bad_encoding"]) >= 1 and int(report["size_mismatch"]) >= 1
-    with h.lock:  # each report after new bad inputs warns and says which
+    with h.lock:  # a report after new bad inputs raises the level and says which
         warned = " ".join(
-            s.message for d in h.diagnostics for s in d.status if s.level == bytes([1])
+            s.message for d in h.diagnostics for s in d.status if s.level >= bytes([WARN])
         )
     assert "bad_encoding" in warned and "size_mismatch" in warned
 
@@ -378,18 +380,43 @@ def test_rgb_only_fallback_when_aux_stalls_and_recovery(harness_factory):
     clock = FakeClock()
     h = harness_factory(clock=clock, aux_timeout=0.5, subscribe=("mask",))
     sample = _frame(2)
+    received = lambda: h.node.sync.stats().received[0]  # noqa: E731  (rgb messages seen)
     h.served(sample, t=400.0)
-    assert h.node.diagnose(clock.now)[0] == bytes([0])
-    clock.now += 0.6  # aux is silent for longer than aux_timeout
-    h.served(sample, t=400.1, aux_enc=None)  # served from RGB alone
+    assert h.node.assess(clock.now).level == OK
+    clock.now += 0.3
+    h.send(sample, t=400.1, aux_enc=None)  # rgb goes on, aux silent for 0.3 s: wait for it
+    h.wait(lambda: received() == 2, "the second rgb")
+    assert h.count("rgb_only_in") == 0 and not h.node.aux_monitor.stalled
+    clock.now += 0.3  # aux silent for 0.6 s > aux_timeout while rgb flows
+    h.served(sample, t=400.2, aux_enc=None)  # served from RGB alone
     assert h.count("rgb_only_in") == 1
-    level, message = h.node.diagnose(clock.now)
-    assert (level, message) == (bytes([1]), "aux stream stalled: serving RGB only")
-    h.served(sample, t=400.2)  # aux is back (this rgb may still come before it, served alone)
+    stalled = h.node.assess(clock.now)
+    assert stalled.level == WARN and stalled.message.endswith(": serving RGB alone")
+    assert f"{h.ns}/aux" in stalled.message
+    h.served(sample, t=400.3)  # aux is back (this rgb may still come before it, served alone)
     alone = h.count("rgb_only_in")
-    h.served(sample, t=400.3)  # fused again, and diagnostics say so
+    h.served(sample, t=400.4)  # fused again, and diagnostics say so
     assert h.count("rgb_only_in") == alone and not h.node.aux_monitor.stalled
-    assert h.node.diagnose(clock.now) == (bytes([0]), "ok")
+    assert (h.node.assess(clock.now).level, h.node.assess(clock.now).message) == (OK, "ok")
+
+
+def test_a_whole_camera_pausing_is_no_aux_stall(harness_factory, monkeypatch):
+    """Fault 11: neither loading the model nor a pause of both streams is an aux stall."""
+    clock = FakeClock()
+    warm_up = Segmenter.warm_up
+
+    def slow_warm_up(segmenter):  # loading takes 10 s on this clock
+        clock.now += 10.0
+        return warm_up(segmenter)
+
+    monkeypatch.setattr(Segmenter, "warm_up", slow_warm_up)
+    h = harness_factory(clock=clock, aux_timeout=0.5, subscribe=("mask",))
+    sample = _frame(2)
+    h.served(sample, t=450.0)
+    clock.now += 5.0  # the whole camera pauses
+    h.served(sample, t=455.0)
+    assert h.count("rgb_only_in") == 0 and h.count("pairs_in") == 2
+    assert not h.node.aux_monitor.stalled
 
 
 def test_the_late_aux_partner_of_a_frame_served_alone_is_not_served_twice(harness_factory):
@@ -452,7 +479,7 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
         lambda: h.by_stamp("mask", header.stamp), "the mask published before the overlay failed"
     )
     failed = h.report_after(0.2)
-    assert int(failed["output_errors"]) == 1 and failed["level"] == bytes([1])
+    assert int(failed["output_errors"]) == 1 and failed["level"] >= bytes([WARN])
     monkeypatch.undo()
     header = h.send(sample, t=601.0)
     h.wait(lambda: h.by_stamp("overlay", header.stamp), "the overlay of the next frame")
@@ -534,6 +561,8 @@ def test_default_bundle_is_served_when_no_bundle_is_given(ros_context, monkeypat
         context=ros_context, parameter_overrides=[Parameter("backend", value="onnxruntime")]
     )
     try:
+        assert node.segmenter is None  # nothing is loaded before configure
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.segmenter.bundle.path == ROOT / "models" / "default"
         assert node.segmenter.uses_aux
     finally:

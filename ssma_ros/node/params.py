@@ -112,13 +112,6 @@ class NodeParams:
         default=0.5,
         metadata={"min": 0.0, "max": 1.0, "help": "weight of the class colour in ~/overlay"},
     )
-    input_timeout: float = field(
-        default=2.0,
-        metadata={
-            "above": 0.0,
-            "help": "s without rgb frames (or pairs) before /diagnostics warns; 5x: error",
-        },
-    )
     diagnostics_period: float = field(
         default=1.0,
         metadata={"above": 0.0, "max": 3600.0, "help": "s between /diagnostics messages"},

@@ -44,18 +44,22 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from ssma_ros.bundle import load_bundle
-from ssma_ros.data.encodings import (
-    DEPTH_ENCODINGS,
-    CameraIntrinsics,
-    depth_to_metres,
-    has_valid_depth,
-)
+from ssma_ros.data.encodings import DEPTH_ENCODINGS, CameraIntrinsics, depth_to_metres
 from ssma_ros.node.params import NodeParams, declare_parameters, updated
 from ssma_ros.node.sync import create_sync
 from ssma_ros.runtime import load_backend
 from ssma_ros.serve import cloud, outputs
-from ssma_ros.serve.codec import ImageFormatError, make_converter, to_rgb8
-from ssma_ros.serve.health import AuxMonitor, Health, StageTimes, Throttle
+from ssma_ros.serve.codec import make_converter
+from ssma_ros.serve.decode import FrameDecoder
+from ssma_ros.serve.gate import StampGate, Verdict
+from ssma_ros.serve.health import (
+    Assessment,
+    AuxMonitor,
+    Health,
+    HealthRules,
+    StageTimes,
+    Throttle,
+)
 from ssma_ros.serve.latest import LatestSlot
 from ssma_ros.serve.segmenter import Segmenter, default_bundle_path
 from ssma_ros.serve.sync import slop_to_ns, stamp_ns
@@ -69,19 +73,6 @@ LATCHED = QoSProfile(
 RELIABLE_OUTPUT = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
 )
-# Counters that mean a bad input or a failure: any new one raises /diagnostics to WARN.
-PROBLEMS = (
-    "bad_encoding",
-    "bad_image",
-    "size_mismatch",
-    "out_of_order",
-    "bad_camera_info",
-    "inference_errors",
-    "output_errors",
-)
-ERROR_AFTER = 5.0  # x input_timeout without rgb: /diagnostics says ERROR instead of WARN
-
-
 def qos_profile(name: str) -> QoSProfile:
     """The QoS of an `input_qos` / `output_qos` parameter value."""
     return qos_profile_sensor_data if name == "sensor_data" else RELIABLE_OUTPUT
@@ -111,14 +102,6 @@ class Inferred:
     cpu: StageTimes
 
 
-@dataclass
-class Arrivals:
-    """When (monotonic s) and with which stamp (ns) the newest message of one input came."""
-
-    at: float | None = None
-    stamp: int | None = None
-
-
 def _label_info_type():
     """vision_msgs/LabelInfo where installed (every Nav2 setup); None on a pip-only machine."""
     try:
@@ -144,6 +127,8 @@ class SegmentNode(LifecycleNode):
         self.inferred: LatestSlot | None = None  # inference worker -> output worker
         self.workers: list[threading.Thread] = []
         self._timer = None
+        self.decoder: FrameDecoder | None = None
+        self.rules: HealthRules | None = None  # made on activation, with the resolved topics
         self.failure: str | None = None  # why the last configure failed
         self._autostarting = False  # main() says why a start failed: configure need not
         self.params: NodeParams = declare_parameters(self)
@@ -151,13 +136,8 @@ class SegmentNode(LifecycleNode):
         self.health = Health()
         self.throttle = Throttle(self.params.warn_throttle)
         self.aux_monitor = AuxMonitor(self.params.aux_timeout, self.clock())
+        self.gate = StampGate()  # stamps that jump (camera restart, bag loop, sim reset)
         self._camera_info: CameraInfo | None = None  # the newest one
-        self._last_stamp = -1
-        self._last_served_alone = False  # was the frame of _last_stamp served without aux?
-        self._arrivals = [Arrivals(), Arrivals()]  # rgb, aux
-        self._paired_at: float | None = None
-        self._active_since = 0.0
-        self._reported = dict.fromkeys(PROBLEMS, 0)  # counters at the last diagnostics report
         self._topics: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -242,6 +222,11 @@ class SegmentNode(LifecycleNode):
         except Exception:
             backend.close()
             raise
+        self.decoder = FrameDecoder(
+            self.segmenter.aux_modality,
+            self.segmenter.aux_encodings,
+            image_to_numpy=self.converter.image_to_numpy,
+        )
         warm_up = self.segmenter.warm_up()
         aux = self.segmenter.aux_modality or "none (RGB-only model)"
         self.get_logger().info(
@@ -279,17 +264,13 @@ class SegmentNode(LifecycleNode):
         if self.segmenter is not None:
             self.segmenter.close()
             self.segmenter = None
-        self.converter = None
+        self.converter = self.decoder = None
 
     def _start_serving(self) -> None:
         """Activate: fresh mailboxes, workers, subscriptions and the diagnostics timer."""
-        now = self.clock()
         # Stall clocks start now, with the model loaded: loading time is no silence.
-        self.aux_monitor = AuxMonitor(self.params.aux_timeout, now)
-        self._arrivals = [Arrivals(), Arrivals()]
-        self._paired_at = None
-        self._active_since = now
-        self._last_stamp, self._last_served_alone = -1, False
+        self.aux_monitor.restart(self.clock())
+        self.gate.reset()  # a new session may start anywhere in time
         self.slot, self.inferred = LatestSlot(), LatestSlot()
         self.workers = [
             threading.Thread(
@@ -332,6 +313,8 @@ class SegmentNode(LifecycleNode):
             )
         names = ("rgb", "aux", "camera_info") if self.sync else ("rgb", "camera_info")
         self._topics = {name: self.resolve_topic_name(name) for name in names}
+        paired = ("rgb", "aux") if self.sync else ("rgb",)
+        self.rules = HealthRules(tuple(self._topics[n] for n in paired), self.clock())
         self._timer = self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
 
     def _stop_serving(self) -> None:
@@ -375,8 +358,7 @@ class SegmentNode(LifecycleNode):
     def _on_input(self, index: int, msg: Image) -> None:
         """Every rgb (index 0) and aux (index 1) message, before pairing: tracks both streams."""
         now = self.clock()
-        arrival = self._arrivals[index]
-        arrival.at, arrival.stamp = now, stamp_ns(msg)
+        self.rules.seen(index, now, stamp_ns(msg))
         if index == 1:
             event = self.aux_monitor.seen(now)
             if event is not None:
@@ -401,7 +383,6 @@ class SegmentNode(LifecycleNode):
             self._hand_over(Frame(msg, None), "rgb_only_in")
 
     def _on_pair(self, rgb: Image, aux: Image) -> None:
-        self._paired_at = self.clock()
         self._hand_over(Frame(rgb, aux), "pairs_in")
 
     def _hand_over(self, frame: Frame, counter: str) -> None:
@@ -427,24 +408,29 @@ class SegmentNode(LifecycleNode):
         wanted = self._wanted()
         if not any(wanted.values()):
             return  # nobody listens: do no work
-        stamp = stamp_ns(frame.rgb)
-        if stamp == self._last_stamp and self._last_served_alone and frame.aux is not None:
-            # The first aux after a stall completes the pair of an rgb frame already served alone.
-            self.health.count("late_aux")
-            self._last_served_alone = False  # a second such pair is a camera fault (out of order)
+        admission = self.gate.admit(
+            stamp_ns(frame.rgb), self.get_clock().now().nanoseconds, with_aux=frame.aux is not None
+        )
+        if admission.jump is not None:
+            self.health.count("time_jumps")
+            self._warning(admission.jump)
+        if admission.verdict is Verdict.LATE_AUX:
+            self.health.count("late_aux")  # its rgb was served alone already
             return
-        if stamp <= self._last_stamp:
+        if admission.verdict is Verdict.OUT_OF_ORDER:
             self._bad(
                 "out_of_order",
                 "dropping a frame not newer than the last one served (stamps out of order)",
             )
             return
         started, started_cpu = time.perf_counter(), time.thread_time()
-        decoded = self._decode(frame)
-        if decoded is None:
+        decoded = self.decoder.decode(frame.rgb, frame.aux)
+        if decoded.problem is not None:
+            self._bad(decoded.problem.counter, decoded.problem.message)
+        if decoded.rgb is None:
             return
-        rgb, aux, aux_encoding = decoded
-        self._last_stamp, self._last_served_alone = stamp, aux is None
+        rgb, aux, aux_encoding = decoded.rgb, decoded.aux, decoded.aux_encoding
+        self.gate.served(admission, with_aux=aux is not None)
         camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
         inputs = self.segmenter.inputs(rgb, aux, aux_encoding, camera)
         inference_start, inference_start_cpu = time.perf_counter(), time.thread_time()
@@ -454,7 +440,7 @@ class SegmentNode(LifecycleNode):
             inference_start_cpu - started_cpu, time.thread_time() - inference_start_cpu, 0.0
         )
         done = Inferred(
-            frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted, wall, cpu
+            frame.rgb.header, admission.stamp, rgb, aux, aux_encoding, camera, logits, wanted, wall, cpu
         )
         if self.inferred.put(done):
             self.health.count("dropped_inferred")
@@ -489,44 +475,6 @@ class SegmentNode(LifecycleNode):
         wall = dataclasses.replace(frame.wall, output=time.perf_counter() - started)
         cpu = dataclasses.replace(frame.cpu, output=time.thread_time() - started_cpu)
         self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, wall, cpu)
-
-    def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
-        """Messages -> (rgb uint8 HxWx3, raw aux or None, aux encoding); None if unusable."""
-        try:
-            rgb = to_rgb8(self.converter.image_to_numpy(frame.rgb), frame.rgb.encoding)
-        except ImageFormatError as exc:
-            self._bad("bad_image" if "encoding" not in str(exc) else "bad_encoding", f"rgb: {exc}")
-            return None
-        if frame.aux is None:
-            return rgb, None, None
-        encoding = frame.aux.encoding
-        if encoding not in self.segmenter.aux_encodings:
-            self._bad(
-                "bad_encoding",
-                f"aux encoding {encoding!r} cannot feed a {self.segmenter.aux_modality} "
-                f"model; expected one of {list(self.segmenter.aux_encodings)}",
-            )
-            return None
-        try:
-            aux = self.converter.image_to_numpy(frame.aux)
-        except ImageFormatError as exc:
-            self._bad("bad_image", f"aux: {exc}")
-            return None
-        if aux.shape[:2] != rgb.shape[:2]:
-            self._bad(
-                "size_mismatch",
-                f"rgb is {rgb.shape[1]}x{rgb.shape[0]} but aux is {aux.shape[1]}x"
-                f"{aux.shape[0]}: publish aux registered to the rgb camera "
-                "(e.g. aligned depth)",
-            )
-            return None
-        if encoding in DEPTH_ENCODINGS and not has_valid_depth(aux, encoding):
-            self._bad(
-                "aux_all_invalid",
-                "depth frame has no valid pixel: serving this frame from RGB alone",
-            )
-            return rgb, None, None
-        return rgb, aux, encoding
 
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
         """The newest camera_info's K, scaled to the image size; None if there is none (usable)."""
@@ -567,55 +515,24 @@ class SegmentNode(LifecycleNode):
             ]
             self._latched["label_info"].publish(msg)
 
-    def diagnose(self, now: float) -> tuple[int, str]:
-        """Level and message of the node's health at `now` (monotonic s): silence on the rgb
-        topic, pairs not forming, a stalled aux stream, new bad inputs since the last report.
-        """
-        problems: list[tuple[bytes, str]] = []
-        timeout = self.params.input_timeout
-        rgb, aux = self._arrivals
-        silent = now - (rgb.at if rgb.at is not None else self._active_since)
-        if silent > timeout:
-            level = (
-                DiagnosticStatus.ERROR if silent > ERROR_AFTER * timeout else DiagnosticStatus.WARN
-            )
-            problems.append(
-                (level, f"no frames on {self._topics.get('rgb', 'rgb')} for {silent:.0f} s")
-            )
-        elif self.sync is not None:
-            paired = self._paired_at if self._paired_at is not None else self._active_since
-            aux_alive = aux.at is not None and now - aux.at <= timeout
-            if aux_alive and now - paired > timeout:
-                problems.append(
-                    (
-                        DiagnosticStatus.WARN,
-                        f"{self._topics['rgb']} and {self._topics['aux']} do not pair within "
-                        f"slop {self.params.slop} s: last stamps {rgb.stamp / 1e9:.3f} s and "
-                        f"{aux.stamp / 1e9:.3f} s",
-                    )
-                )
-            elif self.aux_monitor.stalled:
-                problems.append((DiagnosticStatus.WARN, "aux stream stalled: serving RGB only"))
-        counts = self.health.counts()
-        new = {k: counts[k] - self._reported[k] for k in PROBLEMS if counts[k] > self._reported[k]}
-        self._reported = {k: counts[k] for k in PROBLEMS}
-        if new:
-            listed = ", ".join(f"{n} {k}" for k, n in new.items())
-            problems.append((DiagnosticStatus.WARN, f"since the last report: {listed}"))
-        if not problems:
-            return DiagnosticStatus.OK, "ok"
-        return max(level for level, _ in problems), "; ".join(m for _, m in problems)
+    def assess(self, now: float) -> Assessment:
+        """/diagnostics' level and message at `now` (the node's monotonic clock)."""
+        return self.rules.assess(
+            now,
+            self.health.counts(),
+            aux_stalled=self.sync is not None and self.aux_monitor.stalled,
+            rgb_only_fallback=self.params.rgb_only_fallback,
+        )
 
     def _publish_diagnostics(self) -> None:
-        now = self.clock()
         report = self.health.report(time.monotonic())
         backend = self.segmenter.backend if self.segmenter is not None else None
-        level, message = self.diagnose(now)
+        assessment = self.assess(self.clock())
         status = DiagnosticStatus(
             name=f"{self.get_fully_qualified_name()}: segmentation",
             hardware_id=backend.device if backend else "",
-            level=level,
-            message=message,
+            level=bytes([assessment.level]),
+            message=assessment.message,
         )
         aux_state = "not used"
         if self.sync is not None:
@@ -625,7 +542,7 @@ class SegmentNode(LifecycleNode):
             "device": backend.device if backend else "",
             "precision": backend.precision if backend else "",
             "aux": aux_state,
-            **{f"topic_{k}": v for k, v in self._topics.items()},
+            **assessment.values,
             **{k: (f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in report.items()},
         }
         if self.sync is not None:
