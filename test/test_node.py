@@ -28,20 +28,18 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
 from ssma_ros.data.synthetic import CLASSES, SyntheticScenes
 from ssma_ros.node.params import NodeParams
 from ssma_ros.node.segment_node import Frame, SegmentNode
-from ssma_ros.runtime import load_backend
 from ssma_ros.serve import cloud as cloud_module
 from ssma_ros.serve import outputs
-from ssma_ros.bundle import load_bundle
-from ssma_ros.serve.segmenter import Segmenter, default_bundle_path
 from ssma_ros.serve.codec import image_to_numpy, numpy_to_image
 from ssma_ros.serve.health import OK, WARN
+from ssma_ros.serve.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 64  # camera size; the bundle's network input is 64x80, so frames are resized both ways

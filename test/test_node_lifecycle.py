@@ -1,5 +1,6 @@
-"""segment_node as a ROS 2 citizen: lifecycle services, QoS, parameters, time, refusals, Ctrl-C,
-and a golden test of what the node feeds the model.
+"""segment_node as a ROS 2 citizen, and a golden test of what it feeds the model.
+
+Lifecycle services, QoS, parameters, time, refusals, Ctrl-C, launch.
 
 Numbers in test docstrings are the faults of issue 13 each test pins.
 """
@@ -28,7 +29,6 @@ from test_node import OUTPUTS, FakeClock, Harness, Spy, _frame
 
 from ssma_ros.bundle import load_bundle
 from ssma_ros.data.synthetic import SyntheticScenes
-from ssma_ros.node.params import NodeParams
 from ssma_ros.node.segment_node import SegmentNode
 from ssma_ros.runtime import load_backend
 from ssma_ros.serve import cloud, outputs
@@ -233,6 +233,19 @@ def test_diagnostics_notice_silence_and_unpaired_topics(harnesses):
     assert f"{h.ns}/rgb" in report["topics"] and f"{h.ns}/aux" in report["topics"]
 
 
+def test_diagnostics_warn_about_silence_on_their_own(harnesses):
+    """2: with no input at all, the timer's report names the silent topic (was OK forever)."""
+    h = harnesses(subscribe=("mask",), diagnostics_period=0.5)
+    h.wait(
+        lambda: any(
+            s.level >= bytes([1]) and f"no frames on {h.ns}/rgb" in s.message
+            for d in h.diagnostics
+            for s in d.status
+        ),
+        "a warning about the silent rgb topic",
+    )
+
+
 def _depth(sample, header):
     from test_node import _depth_msg
 
@@ -260,7 +273,7 @@ def test_depth_on_the_rgb_topic_is_refused(harnesses):
 
 @pytest.fixture(scope="module")
 def offline():
-    """The ROS-free serving core on the default bundle, one CPU thread (as the node below)."""
+    """Serve the default bundle with the ROS-free core, one CPU thread (as the node below)."""
     bundle = load_bundle(default_bundle_path())
     backend, _ = load_backend(bundle, "onnxruntime", "cpu", "fp32", threads=1)
     segmenter = Segmenter(bundle, backend)
@@ -269,8 +282,9 @@ def offline():
 
 
 def test_golden_masks_from_the_default_bundle(harnesses, offline):
-    """Issue section: each encoding pair, the RGB-only fallback and each upsampling mode give
-    exactly the mask the offline core computes for the same arrays.
+    """Each encoding pair, the RGB-only fallback and each upsampling mode: the offline mask.
+
+    Exactly the mask the offline core computes for the same arrays (issue 13's test section).
     """
     height, width = 120, 160  # the network takes 240x320: resized on the way in and out
     sample = SyntheticScenes(height, width, seed=11).sample(0)
@@ -422,9 +436,7 @@ def test_a_params_file_backend_and_bundle_win_over_unset_launch_arguments(
 
 
 def test_launch_description_parameters(tmp_path):
-    """3, 13: with genuine launch + launch_ros, only given arguments reach the node; rviz is
-    optional.
-    """
+    """3: with genuine launch + launch_ros, only given arguments reach the node."""
     pytest.importorskip("launch_ros")
     import importlib.util
 

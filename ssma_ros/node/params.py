@@ -136,8 +136,9 @@ _SPECS = {spec.name: spec for spec in fields(NodeParams)}
 
 
 def check(name: str, value: Any) -> Any:
-    """`value` as parameter `name` takes it (an integer for a float becomes a float), or
-    ValueError saying why it is refused.
+    """Return `value` as parameter `name` takes it, or raise ValueError saying why not.
+
+    An integer for a float parameter becomes a float; NaN and inf are refused.
     """
     spec = _SPECS[name]
     meta = spec.metadata
@@ -199,9 +200,10 @@ LAUNCH_PARAMETERS = ("bundle", "backend", "autostart")
 
 
 def launch_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:
-    """The node parameters the launch file passes after the params file: only the launch
-    arguments the user gave (non-empty), so a params file's `backend: torch` or bundle path wins
-    over an argument left unset.
+    """Pick the node parameters the launch file passes after the params file.
+
+    Only the launch arguments the user gave (non-empty) count, so a params file's
+    `backend: torch` or bundle path wins over an argument left unset.
     """
     out: dict[str, Any] = {}
     for name in LAUNCH_PARAMETERS:

@@ -73,8 +73,10 @@ LATCHED = QoSProfile(
 RELIABLE_OUTPUT = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
 )
+
+
 def qos_profile(name: str) -> QoSProfile:
-    """The QoS of an `input_qos` / `output_qos` parameter value."""
+    """Return the QoS of an `input_qos` / `output_qos` parameter value."""
     return qos_profile_sensor_data if name == "sensor_data" else RELIABLE_OUTPUT
 
 
@@ -440,14 +442,24 @@ class SegmentNode(LifecycleNode):
             inference_start_cpu - started_cpu, time.thread_time() - inference_start_cpu, 0.0
         )
         done = Inferred(
-            frame.rgb.header, admission.stamp, rgb, aux, aux_encoding, camera, logits, wanted, wall, cpu
+            frame.rgb.header,
+            admission.stamp,
+            rgb,
+            aux,
+            aux_encoding,
+            camera,
+            logits,
+            wanted,
+            wall,
+            cpu,
         )
         if self.inferred.put(done):
             self.health.count("dropped_inferred")
 
     def _publish(self, frame: Inferred) -> None:
-        """Output stage: mask, confidence, overlay and cloud at the input resolution, for
-        subscribers.
+        """Output stage: mask, confidence, overlay and cloud at the input resolution.
+
+        Only the outputs someone subscribes to are made.
         """
         started, started_cpu = time.perf_counter(), time.thread_time()
         wanted, header, rgb, params = frame.wanted, frame.header, frame.rgb, self.params
@@ -477,7 +489,7 @@ class SegmentNode(LifecycleNode):
         self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, wall, cpu)
 
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
-        """The newest camera_info's K, scaled to the image size; None if there is none (usable)."""
+        """Return the newest camera_info's K scaled to the image size; None if none is usable."""
         if self._camera_info is None:
             return None
         try:
@@ -490,7 +502,8 @@ class SegmentNode(LifecycleNode):
         if aux is None or aux_encoding not in DEPTH_ENCODINGS:
             return  # a cloud needs depth: none this frame (RGB-only service or an IR model)
         if camera is None:
-            self._bad("no_camera_info", "no camera_info received yet: ~/cloud needs it")
+            if self._camera_info is None:  # (a bad one is counted as bad_camera_info)
+                self._bad("no_camera_info", "no camera_info received yet: ~/cloud needs it")
             return
         # Full-resolution metres only here: the model input converts the pixels it samples.
         depth_m = depth_to_metres(aux, aux_encoding)
@@ -570,8 +583,10 @@ class SegmentNode(LifecycleNode):
 
 
 def main(args=None) -> None:
-    """The executable: refusals end in one "cannot start: ..." line and exit code 1; Ctrl-C
-    (once or repeatedly) in a clean exit 0.
+    """Run the executable.
+
+    Refusals end in one "cannot start: ..." line and exit code 1; Ctrl-C (once or repeatedly)
+    in a clean exit 0.
     """
     # OpenCV's own pool spins in sched_yield after every parallel call: 1-2 ms of CPU per 640x480
     # frame on 2 cores, taken from the backend and the other processes. The node's two workers

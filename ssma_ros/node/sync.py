@@ -14,9 +14,9 @@ from typing import Any
 
 from ssma_ros.serve.sync import ApproximateTimeSync, SyncStats
 
-
 #: What create_sync can be asked for (the node's `sync` parameter).
 SYNC_BACKENDS = ("auto", "message_filters", "builtin")
+
 
 @dataclass
 class SyncHandle:
