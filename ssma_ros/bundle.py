@@ -26,6 +26,13 @@ KNOWN_FILES = (ONNX_FILE, ONNX_FP16_FILE, CHECKPOINT_FILE)
 OUTPUT_NAME = "logits"
 DTYPES = ("float32", "float16")
 
+#: model.onnx's metadata_props key holding the serving contract: the bundle.json fields it was
+#: exported with (CONTRACT_FIELDS) and the sha256 of the bundle's other files, as JSON.
+CONTRACT_KEY = "ssma_ros.serving_contract"
+CONTRACT_FIELDS = ("inputs", "outputs", "preprocess", "classes", "palette", "void_indices")
+#: Keys every preprocess section has (ssma_ros.data.preprocess.Preprocess.to_dict).
+PREPROCESS_KEYS = ("version", "input_size", "rgb_order", "rgb_mean", "rgb_std")
+
 REEXPORT = "re-export the bundle with ssma-export"
 RECOPY = "re-copy the bundle or re-export it with ssma-export"
 
@@ -175,6 +182,33 @@ def _io_problems(meta: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _preprocess_problems(meta: Mapping[str, Any]) -> list[str]:
+    """Check the preprocess section with the very parser the node encodes frames with."""
+    preprocess = meta["preprocess"]
+    missing = [k for k in PREPROCESS_KEYS if k not in preprocess]
+    if missing:
+        return [f"preprocess.{k} is missing" for k in missing]
+    size = preprocess["input_size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) and v > 0 for v in size)):
+        return [f"preprocess.input_size must be [height, width] (positive integers), got {size!r}"]
+    from ssma_ros.data.preprocess import Preprocess  # numpy and cv2: only once there is a spec
+
+    try:
+        Preprocess.from_dict(preprocess)
+    except (TypeError, ValueError, KeyError) as exc:
+        return [f"preprocess: {exc}"]
+    problems = []
+    aux = preprocess.get("aux")
+    names = [e.get("name") for e in meta.get("inputs") or [] if isinstance(e, dict)]
+    if "aux" in names and not isinstance(aux, dict):
+        problems.append(
+            f"inputs include 'aux' but preprocess.aux is {aux!r}: the node cannot encode it"
+        )
+    if "aux" not in names and aux is not None:
+        problems.append("preprocess.aux is set but the network has no 'aux' input")
+    return problems
+
+
 def _class_problems(meta: Mapping[str, Any]) -> list[str]:
     classes, palette, void = meta.get("classes"), meta.get("palette"), meta.get("void_indices")
     problems = []
@@ -242,6 +276,8 @@ def meta_problems(meta: Any) -> list[str]:
             "preprocess must be the modality encoding and normalisation spec "
             f"(an object from ssma_ros.data.preprocess), got {meta.get('preprocess')!r}"
         )
+    else:
+        problems += _preprocess_problems(meta)
     for key in ("training", "metrics", "exporter"):
         if not isinstance(meta.get(key), dict):
             problems.append(f"{key} must be an object, got {meta.get(key)!r}")
@@ -263,13 +299,26 @@ def _raise_if_invalid(meta: Any, where: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def read_onnx_io(onnx_path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec], int]:
-    """Inputs, outputs and default-domain opset read from the ONNX file itself."""
-    import onnx
+def _load_onnx(onnx_path: Path) -> Any:
+    """Load the ModelProto of an ONNX file (weights embedded); BundleError if it is not one."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise BundleError(
+            f"onnx not importable ({exc}): it reads {onnx_path.name}'s inputs and serving "
+            "contract; pip install onnx"
+        ) from exc
+    try:
+        return onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends: a truncated or foreign file
+        raise BundleError(
+            f"{onnx_path} is not a readable ONNX model ({type(exc).__name__}: {exc}); {RECOPY}"
+        ) from exc
+
+
+def _onnx_io(model: Any, onnx_path: Path) -> tuple[list[TensorSpec], list[TensorSpec], int]:
     from onnx import helper
 
-    onnx_path = Path(onnx_path)
-    model = onnx.load(str(onnx_path), load_external_data=False)
     initializers = {init.name for init in model.graph.initializer}
 
     def spec(value: Any) -> TensorSpec:
@@ -287,6 +336,89 @@ def read_onnx_io(onnx_path: str | Path) -> tuple[list[TensorSpec], list[TensorSp
     outputs = [spec(v) for v in model.graph.output]
     opset = next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
     return inputs, outputs, opset
+
+
+def read_onnx_io(onnx_path: str | Path) -> tuple[list[TensorSpec], list[TensorSpec], int]:
+    """Read the inputs, outputs and default-domain opset from the ONNX file itself."""
+    onnx_path = Path(onnx_path)
+    return _onnx_io(_load_onnx(onnx_path), onnx_path)
+
+
+def serving_contract(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Return what model.onnx is exported with: the serving fields and the other files' hashes."""
+    contract = {key: meta[key] for key in CONTRACT_FIELDS}
+    contract["files"] = {n: e["sha256"] for n, e in meta["files"].items() if n != ONNX_FILE}
+    return contract
+
+
+def _embed_contract(onnx_path: Path, contract: Mapping[str, Any]) -> None:
+    """Write the serving contract into the ONNX file's metadata_props (the graph is untouched)."""
+    import onnx
+
+    model = _load_onnx(onnx_path)
+    props = {p.key: p.value for p in model.metadata_props}
+    props[CONTRACT_KEY] = json.dumps(contract, sort_keys=True)
+    onnx.helper.set_model_props(model, props)
+    onnx.save_model(model, str(onnx_path))
+
+
+def _first_difference(ours: Any, theirs: Any, where: str) -> tuple[str, Any, Any] | None:
+    """Return the first field path where two parsed JSON values differ, with both values."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in sorted(set(ours) | set(theirs), key=str):
+            if key not in ours or key not in theirs:
+                return f"{where}.{key}", ours.get(key, "(absent)"), theirs.get(key, "(absent)")
+            found = _first_difference(ours[key], theirs[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(ours, list) and isinstance(theirs, list) and len(ours) == len(theirs):
+        for i, (a, b) in enumerate(zip(ours, theirs)):
+            found = _first_difference(a, b, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if ours == theirs and type(ours) is type(theirs) else (where, ours, theirs)
+
+
+def _check_against_onnx(meta: Mapping[str, Any], model: Any, folder: Path) -> None:
+    """bundle.json must describe the model.onnx it ships: its tensors, then its contract."""
+    where = f"{folder / META_FILE}"
+    inputs, outputs, opset = _onnx_io(model, folder / ONNX_FILE)
+    for key, actual in (("inputs", inputs), ("outputs", outputs)):
+        found = _first_difference(meta[key], [t.to_dict() for t in actual], key)
+        if found:
+            raise BundleError(
+                f"{where}: {found[0]} is {found[1]!r} but {ONNX_FILE} has {found[2]!r}; "
+                f"bundle.json does not describe this model; {RECOPY}"
+            )
+    if meta["opset"] != opset:
+        raise BundleError(
+            f"{where}: opset is {meta['opset']} but {ONNX_FILE} uses opset {opset}; {RECOPY}"
+        )
+    try:
+        props = {p.key: p.value for p in model.metadata_props}
+    except ValueError as exc:  # protobuf decodes strings lazily: UnicodeDecodeError here
+        raise BundleError(f"{folder / ONNX_FILE} has unreadable metadata ({exc}); {RECOPY}")
+    if CONTRACT_KEY not in props:
+        raise BundleError(
+            f"{folder / ONNX_FILE} carries no serving contract (metadata {CONTRACT_KEY!r}), so "
+            f"{META_FILE} cannot be checked against it (exported by an older ssma_ros?); "
+            f"{REEXPORT}"
+        )
+    try:
+        contract = json.loads(props[CONTRACT_KEY])
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{folder / ONNX_FILE}: unreadable serving contract ({exc}); {REEXPORT}")
+    found = _first_difference(serving_contract(meta), contract, "")
+    if found:
+        field_path = found[0].lstrip(".")
+        if field_path.startswith("files."):
+            field_path = f"files.{field_path[len('files.') :]}.sha256"
+        raise BundleError(
+            f"{where}: {field_path} is {found[1]!r} but {ONNX_FILE} was exported with "
+            f"{found[2]!r}: bundle.json was edited after export; {RECOPY}"
+        )
 
 
 def _exporter_versions() -> dict[str, str]:
@@ -351,6 +483,7 @@ def write_bundle(
             continue
         source = Path(source)
         if source.resolve() != target.resolve():
+            target.unlink(missing_ok=True)  # never write through a link left in its place
             shutil.copyfile(source, target)
         files[file_name] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
 
@@ -372,16 +505,34 @@ def write_bundle(
         "opset": opset,
     }
     _raise_if_invalid(meta, f"{META_FILE} for {out}")
+    # model.onnx carries the contract, so bundle.json cannot be edited without failing the load.
+    _embed_contract(out / ONNX_FILE, serving_contract(meta))
+    onnx_file = out / ONNX_FILE
+    files[ONNX_FILE] = {"sha256": sha256_file(onnx_file), "bytes": onnx_file.stat().st_size}
     (out / META_FILE).write_text(_dumps(meta))
     load_bundle(out)
     return out
 
 
+def _check_inside(folder: Path, name: str) -> None:
+    """Refuse a bundle file that is a link to somewhere outside the (resolved) bundle folder."""
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder):
+        raise BundleError(
+            f"{name} in bundle {folder} links to {target}, outside the bundle folder; a bundle "
+            "is self-contained: copy the file into it (links out are refused)"
+        )
+
+
 def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
     """Read and validate a bundle folder (or its bundle.json).
 
-    Every file listed in bundle.json must be present with its recorded size; with `verify_hash`
-    its sha256 must match too (a wrong model is worse than no model).
+    Every file listed in bundle.json must be present with its recorded size, inside the folder
+    (links out are refused); with `verify_hash` its sha256 must match too (a wrong model is worse
+    than no model). bundle.json must then describe model.onnx: its inputs, outputs and opset,
+    and the serving contract (CONTRACT_FIELDS and the other files' hashes) embedded in it at
+    export, so an edited bundle.json is refused with the field that differs. Every refusal is a
+    BundleError.
     """
     folder = Path(path)
     if folder.name == META_FILE:
@@ -391,6 +542,7 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
             f"bundle folder {folder} not found; a bundle is a folder with "
             f"{ONNX_FILE} and {META_FILE} (make one with ssma-export)"
         )
+    folder = folder.resolve()
     meta_path = folder / META_FILE
     for required in (META_FILE, ONNX_FILE):
         if not (folder / required).is_file():
@@ -398,6 +550,7 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
                 f"{required} not found in bundle {folder}; a bundle needs "
                 f"{ONNX_FILE} and {META_FILE}; {RECOPY}"
             )
+        _check_inside(folder, required)
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -410,6 +563,7 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
             raise BundleError(
                 f"{file_name} not found in bundle {folder} but {META_FILE} lists it; {RECOPY}"
             )
+        _check_inside(folder, file_name)
         size = file_path.stat().st_size
         if size != entry["bytes"]:
             raise BundleError(
@@ -424,8 +578,11 @@ def load_bundle(path: str | Path, verify_hash: bool = True) -> Bundle:
                     f"the file was modified or truncated; {RECOPY}"
                 )
 
+    # Before any backend allocates anything from these shapes.
+    _check_against_onnx(meta, _load_onnx(folder / ONNX_FILE), folder)
+
     return Bundle(
-        path=folder.resolve(),
+        path=folder,
         name=meta["name"],
         arch=meta["arch"],
         inputs=tuple(TensorSpec(e["name"], tuple(e["shape"]), e["dtype"]) for e in meta["inputs"]),

@@ -13,7 +13,14 @@ import torch
 from torch import nn
 
 import ssma_ros
-from ssma_ros.bundle import FORMAT, BundleError, load_bundle, sha256_file, write_bundle
+from ssma_ros.bundle import (
+    CONTRACT_KEY,
+    FORMAT,
+    BundleError,
+    load_bundle,
+    sha256_file,
+    write_bundle,
+)
 from ssma_ros.data.preprocess import Preprocess
 
 HEIGHT, WIDTH = 16, 24
@@ -107,8 +114,24 @@ def test_round_trip_reads_io_from_the_onnx_and_hashes_it(
     assert bundle.palette == tuple(tuple(c) for c in PALETTE)
     assert bundle.void_indices == (0,)
     assert bundle.preprocess == PREPROCESS
-    assert bundle.files == {"model.onnx": sha256_file(exported[1])}
-    assert bundle.onnx_path.read_bytes() == exported[1].read_bytes()
+    assert bundle.files == {"model.onnx": sha256_file(bundle.onnx_path)}
+    shipped, source = onnx.load(str(bundle.onnx_path)), onnx.load(str(exported[1]))
+    assert shipped.graph == source.graph  # the same network: only its metadata grew
+    contract = json.loads({p.key: p.value for p in shipped.metadata_props}[CONTRACT_KEY])
+    assert contract == {
+        "inputs": [
+            {"name": "rgb", "shape": [1, 3, HEIGHT, WIDTH], "dtype": "float32"},
+            {"name": "aux", "shape": [1, 1, HEIGHT, WIDTH], "dtype": "float32"},
+        ],
+        "outputs": [
+            {"name": "logits", "shape": [1, len(CLASSES), HEIGHT, WIDTH], "dtype": "float32"}
+        ],
+        "preprocess": PREPROCESS,
+        "classes": CLASSES,
+        "palette": PALETTE,
+        "void_indices": [0],
+        "files": {},
+    }
     assert bundle.onnx_fp16_path is None and bundle.checkpoint_path is None
     assert bundle.engines_dir == bundle.path / "engines"
     meta = json.loads((bundle_dir / "bundle.json").read_text())
@@ -143,9 +166,11 @@ def test_optional_files_are_listed_hashed_and_dropped_when_not_exported(
 
 def test_modified_onnx_is_refused_with_both_hashes(bundle_dir: Path) -> None:
     expected = sha256_file(bundle_dir / "model.onnx")
-    data = bytearray((bundle_dir / "model.onnx").read_bytes())
-    data[-1] ^= 0xFF  # same size, different content
-    (bundle_dir / "model.onnx").write_bytes(bytes(data))
+    model = onnx.load(str(bundle_dir / "model.onnx"))
+    weights = bytearray(model.graph.initializer[0].raw_data)
+    weights[0] ^= 0xFF  # another weight: same size, different content
+    model.graph.initializer[0].raw_data = bytes(weights)
+    onnx.save(model, str(bundle_dir / "model.onnx"))
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_dir)
     assert str(err.value) == (
@@ -259,7 +284,8 @@ def test_io_problems_are_all_reported_at_once(bundle_dir: Path) -> None:
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_dir)
     text = str(err.value)
-    assert "has 2 problems" in text
+    assert "has 3 problems" in text
+    assert "preprocess.aux is set but the network has no 'aux' input" in text
     assert (
         "inputs must be named ['rgb', 'aux'] (in that order), ['rgb'] or ['aux'], got ['rgb', 'depth']"
         in text
@@ -296,3 +322,191 @@ def test_write_refuses_a_dynamic_shape_onnx(
 def test_a_copied_bundle_loads_from_its_new_place(bundle_dir: Path, tmp_path: Path) -> None:
     copy = shutil.copytree(bundle_dir, tmp_path / "on_the_robot")
     assert load_bundle(copy).onnx_path == Path(copy).resolve() / "model.onnx"
+
+
+# -- refusals at start-up (faults 6 and 8) ----------------------------------------------------
+
+
+def rehash(bundle_dir: Path, name: str = "model.onnx") -> None:
+    """Record a file's current hash and size in bundle.json, as a careless copy script might."""
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    path = bundle_dir / name
+    meta["files"][name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda p: p.pop("input_size"), "preprocess.input_size is missing"),
+        (lambda p: p.update(input_size=[HEIGHT]), "preprocess.input_size must be [height, width]"),
+        (lambda p: p.update(rgb_mean=[0.5, "x", 0.5]), "preprocess: could not convert string"),
+        (lambda p: p["aux"].update(modality="sonar"), "preprocess: unknown aux modality 'sonar'"),
+        (lambda p: p.update(aux=None), "inputs include 'aux' but preprocess.aux is None"),
+    ],
+)
+def test_a_malformed_preprocess_section_is_a_bundle_error(bundle_dir: Path, edit, message) -> None:
+    """Fault 6: a malformed preprocess section ended in KeyError: 'input_size' in the node."""
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    edit(meta["preprocess"])
+    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_dir)
+    assert message in str(err.value)
+
+
+def test_shapes_that_disagree_with_model_onnx_are_refused_before_any_allocation(
+    bundle_dir: Path,
+) -> None:
+    """Fault 6: consistent but wrong shapes in bundle.json made the node allocate 27.9 GiB."""
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    for entry in meta["inputs"] + meta["outputs"]:
+        entry["shape"][2:] = [60000, 90000]
+    meta["preprocess"]["input_size"] = [60000, 90000]
+    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_dir)
+    assert str(err.value) == (
+        f"{bundle_dir.resolve() / 'bundle.json'}: inputs[0].shape[2] is 60000 but model.onnx has "
+        f"{HEIGHT}; bundle.json does not describe this model; re-copy the bundle or re-export it "
+        "with ssma-export"
+    )
+
+
+def test_a_truncated_onnx_with_a_matching_hash_is_refused(bundle_dir: Path) -> None:
+    """Fault 6: the hash only proves the file is the one recorded, not that it is a model."""
+    size = (bundle_dir / "model.onnx").stat().st_size
+    with open(bundle_dir / "model.onnx", "r+b") as f:
+        f.truncate(size // 2)
+    rehash(bundle_dir)
+    with pytest.raises(BundleError, match=r"model.onnx is not a readable ONNX model \("):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        (
+            "classes",
+            ["void", "wall", "ground", "person"],
+            "classes[1] is 'wall' but model.onnx "
+            "was exported with 'ground': bundle.json was edited after export",
+        ),
+        ("palette", [PALETTE[0], PALETTE[1], PALETTE[2], [1, 2, 3]], "palette[3][0] is 1 but"),
+        ("void_indices", [], "void_indices is [] but model.onnx was exported with [0]"),
+    ],
+)
+def test_an_edited_bundle_json_fails_naming_the_field(
+    bundle_dir: Path, field: str, value, message: str
+) -> None:
+    """Fault 8: swapping two class names loaded without complaint."""
+    edit_meta(bundle_dir, **{field: value})
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_dir)
+    assert message in str(err.value)
+
+
+def test_an_edited_preprocess_spec_fails_naming_the_field(bundle_dir: Path) -> None:
+    meta = json.loads((bundle_dir / "bundle.json").read_text())
+    meta["preprocess"]["aux"]["depth_range_m"] = [0.5, 10.0]
+    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"preprocess.aux.depth_range_m\[1\] is 10.0 but"):
+        load_bundle(bundle_dir)
+
+
+def test_a_swapped_checkpoint_fails_even_with_its_hash_updated(
+    tmp_path: Path, exported: tuple[TinyNet, Path]
+) -> None:
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"weights": torch.zeros(3)}, checkpoint)
+    out = make_bundle(tmp_path / "bundle", exported[1], checkpoint_path=checkpoint)
+    torch.save({"weights": torch.ones(3)}, out / "model.pt")
+    rehash(out, "model.pt")
+    with pytest.raises(
+        BundleError, match=r"files.model.pt.sha256 is '[0-9a-f]{64}' but model.onnx"
+    ):
+        load_bundle(out)
+
+
+def test_a_model_onnx_without_a_serving_contract_is_refused(bundle_dir: Path) -> None:
+    model = onnx.load(str(bundle_dir / "model.onnx"))
+    del model.metadata_props[:]
+    onnx.save(model, str(bundle_dir / "model.onnx"))
+    rehash(bundle_dir)
+    with pytest.raises(BundleError, match="model.onnx carries no serving contract"):
+        load_bundle(bundle_dir)
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "bundle.json"])
+def test_links_out_of_the_bundle_folder_are_refused(
+    bundle_dir: Path, tmp_path: Path, name
+) -> None:
+    """Fault 8: model.onnx or bundle.json linking elsewhere loaded."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (bundle_dir / name).rename(elsewhere / name)
+    (bundle_dir / name).symlink_to(elsewhere / name)
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle_dir)
+    assert str(err.value).startswith(f"{name} in bundle {bundle_dir.resolve()} links to ")
+    assert "outside the bundle folder" in str(err.value)
+
+
+def test_a_linked_bundle_folder_and_links_inside_it_load(bundle_dir: Path, tmp_path: Path) -> None:
+    (bundle_dir / "v1").mkdir()
+    (bundle_dir / "model.onnx").rename(bundle_dir / "v1" / "model.onnx")
+    (bundle_dir / "model.onnx").symlink_to("v1/model.onnx")
+    (tmp_path / "current").symlink_to(bundle_dir)
+    assert load_bundle(tmp_path / "current").path == bundle_dir.resolve()
+
+
+# -- backends refuse a corrupt model instead of replacing it (fault 6) ------------------------
+
+
+def rewrite(source: Path, out: Path, onnx_model=None, checkpoint: Path | None = None) -> Path:
+    """Re-bundle `source` with another model.onnx and/or model.pt (a consistent bundle.json)."""
+    meta = json.loads((source / "bundle.json").read_text())
+    shutil.copytree(source, out)
+    if onnx_model is not None:
+        onnx.save(onnx_model, str(out / "model.onnx"))
+    return write_bundle(
+        out,
+        out / "model.onnx",
+        name=meta["name"],
+        arch=meta["arch"],
+        classes=meta["classes"],
+        palette=meta["palette"],
+        preprocess=meta["preprocess"],
+        void_indices=meta["void_indices"],
+        checkpoint_path=checkpoint if checkpoint is not None else out / "model.pt",
+    )
+
+
+def test_auto_never_replaces_a_model_onnxruntime_rejects(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Fault 6: a model.onnx ONNX Runtime refused made `auto` serve model.pt with torch."""
+    from ssma_ros.runtime import load_backend
+
+    model = onnx.load(str(tiny_bundle / "model.onnx"))
+    model.graph.node[0].op_type = "NoSuchOperator"  # parses, but no runtime can run it
+    bundle = load_bundle(rewrite(tiny_bundle, tmp_path / "bad", onnx_model=model))
+    with pytest.raises(BundleError) as err:
+        load_backend(bundle, "auto", "cpu")
+    assert str(err.value).startswith(f"{bundle.onnx_path} is rejected by onnxruntime (")
+    assert "NoSuchOperator" in str(err.value)
+
+
+def test_a_model_pt_that_is_not_a_checkpoint_is_a_bundle_error(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Fault 6: it escaped as a zip-archive traceback."""
+    from ssma_ros.runtime import load_backend
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00" * 4096)
+    bundle = load_bundle(rewrite(tiny_bundle, tmp_path / "bad", checkpoint=garbage))
+    with pytest.raises(BundleError) as err:
+        load_backend(bundle, "torch", "cpu")
+    assert str(err.value).startswith(f"{bundle.checkpoint_path} is not a readable checkpoint (")
+    assert str(err.value).endswith("re-copy the bundle or re-export it with ssma-export")

@@ -17,10 +17,17 @@ each module's tensors and attributes (in_channels, num_features, ...), and resto
 that state also holds whole submodules and hook dicts, which weights_only loading rejects, so we
 keep only parameters, buffers and plain-valued attributes of each module: the module tree itself
 is rebuilt by `build_model`.
+
+Saving is atomic: the file is written beside its destination under a temporary name, flushed
+and fsynced, then renamed over it, so an interrupted save (Ctrl-C, a full disk, a crash) leaves
+the previous file whole. `keep_previous=True` also keeps the replaced file as `<name>.prev.pt`
+(the trainer does so for last.pt), which a failed load then suggests.
 """
 
 from __future__ import annotations
 
+import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +42,29 @@ RESERVED = ("format", "arch", "config", "num_classes", "modality", "pruned", "mo
 _PLAIN = (bool, int, float, str, type(None))
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, pruned: bool = False, **meta: Any) -> Path:
-    """Write `model` (built by `build_model`, possibly pruned with Torch-Pruning when
-    `pruned=True`) and free `meta` to `path`. Meta values must be weights_only-loadable:
-    tensors, numbers, strings, None, and lists/tuples/dicts of those.
+class CheckpointError(ValueError):
+    """A file that is not a usable ssma_ros checkpoint; the message names it and what to do."""
+
+
+def previous_path(path: str | Path) -> Path:
+    """Where `keep_previous` keeps the file a save replaced: last.pt -> last.prev.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    pruned: bool = False,
+    keep_previous: bool = False,
+    **meta: Any,
+) -> Path:
+    """Write `model` and free `meta` to `path`, atomically (see the module doc).
+
+    `model` is built by `build_model`, possibly pruned with Torch-Pruning when `pruned=True`.
+    Meta values must be weights_only-loadable: tensors, numbers, strings, None, and
+    lists/tuples/dicts of those. `keep_previous`: keep the file this replaces as
+    :func:`previous_path`.
     """
     clash = sorted(set(meta) & set(RESERVED))
     if clash:
@@ -59,20 +85,75 @@ def save_checkpoint(path: str | Path, model: nn.Module, pruned: bool = False, **
         record["modality"] = model.modality
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(record, path)
+    _write_atomically(path, record, keep_previous)
     return path
+
+
+def _write_atomically(path: Path, record: dict[str, Any], keep_previous: bool) -> None:
+    # Same folder, so the rename stays on one file system (and is atomic there).
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            torch.save(record, f)
+            f.flush()
+            os.fsync(f.fileno())
+        if keep_previous and path.exists():
+            os.replace(path, previous_path(path))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    # The renames themselves reach the disk only with the folder's entry.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _intact(path: Path) -> bool:
+    """Whether a checkpoint file is a whole zip archive (torch.save's format), CRCs included."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _alternatives(path: Path) -> str:
+    """Say which intact checkpoints beside `path` could stand in for it."""
+    hints = []
+    previous = previous_path(path)
+    if previous.is_file() and _intact(previous):
+        hints.append(f"the previous one, {previous}, is intact: move it to {path.name} to use it")
+    best = path.with_name("best.pt")
+    if best != path and best.is_file() and _intact(best):
+        hints.append(f"{best} is intact (weights only: it cannot resume training)")
+    return "; " + "; ".join(hints) if hints else ""
 
 
 def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint (in eval mode) and return it with the free meta.
-    arch, config and num_classes are available on the model itself.
+
+    arch, config and num_classes are available on the model itself. CheckpointError (a
+    ValueError) names a file that is not a usable checkpoint, and an intact one beside it.
     """
-    record = torch.load(path, map_location=map_location, weights_only=True)
+    path = Path(path)
+    try:
+        record = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # truncated, not a zip, a refused pickle: name the file, not the zip
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}; truncated by an "
+            f"interrupted save, or not a torch.save file?){_alternatives(path)}"
+        ) from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"{path} is not an {FORMAT} checkpoint (format: {found!r})")
+        raise CheckpointError(f"{path} is not an {FORMAT} checkpoint (format: {found!r})")
     model = build_model(
         record["arch"], record["config"], record["num_classes"], modality=record.get("modality")
     )
@@ -82,7 +163,7 @@ def load_checkpoint(
         try:
             model.load_state_dict(record["model"])
         except RuntimeError as err:
-            raise ValueError(
+            raise CheckpointError(
                 f"{path}: weights do not fit arch {record['arch']!r} config {record['config']!r}; "
                 f"a pruned model must be saved with pruned=True. {err}"
             ) from err

@@ -507,7 +507,8 @@ class SegmentNode(LifecycleNode):
             return
         # Full-resolution metres only here: the model input converts the pixels it samples.
         depth_m = depth_to_metres(aux, aux_encoding)
-        self.pubs["cloud"].publish(cloud.semantic_cloud(header, depth_m, camera, mask, rgb))
+        rays = cloud.Rays.pinhole(camera, depth_m.shape[1], depth_m.shape[0])
+        self.pubs["cloud"].publish(cloud.semantic_cloud(header, depth_m, rays, mask, rgb))
 
     # -- outputs that are not per frame -------------------------------------------------------
 

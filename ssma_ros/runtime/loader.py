@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssma_ros.bundle import Bundle
+from ssma_ros.bundle import Bundle, BundleError
 from ssma_ros.runtime import onnxruntime_backend, tensorrt_backend, torch_backend
 from ssma_ros.runtime.base import (
     Backend,
@@ -68,6 +68,10 @@ def load_backend(
     else fp32; the backend's `precision` says what it really runs. threads: CPU intra-op threads
     (0 = library default). cache_dir: engine folder (default: the bundle's engines/, which must be
     writable). allow_build: let TensorRT build a missing engine now (minutes on a Jetson).
+
+    A model file the backend rejects (model.onnx refused by onnxruntime, a model.pt that is not
+    a checkpoint) is a BundleError under every choice, auto included: another backend would
+    serve another file than the one that failed.
     """
     log = logger or default_logger()
     check_precision(precision)
@@ -99,9 +103,9 @@ def load_backend(
                 instance = _create(
                     name, bundle, candidate_device, precision, log, threads, cache_dir, allow_build
                 )
-            except (
-                Exception
-            ) as exc:  # auto keeps the robot running: note the failure, try the next one
+            except BundleError:
+                raise  # a corrupt model is refused, never silently replaced by another backend
+            except Exception as exc:  # auto keeps the robot running: note it, try the next one
                 why = f"failed to start ({type(exc).__name__}: {exc})"
             else:
                 if parse_device(instance.device)[0] == parse_device(candidate_device)[0]:

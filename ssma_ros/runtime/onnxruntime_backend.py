@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ssma_ros.bundle import Bundle
+from ssma_ros.bundle import RECOPY, Bundle, BundleError
 from ssma_ros.runtime.base import (
     BackendUnavailable,
     Log,
@@ -104,9 +104,17 @@ class OnnxRuntimeBackend:
         # Idle pool threads sleep instead of spinning: on a robot the cores are shared with the
         # camera driver, the node's other worker and the consumers.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(
-            str(bundle.onnx_path), sess_options=options, providers=providers
-        )
+        try:
+            self._session = ort.InferenceSession(
+                str(bundle.onnx_path), sess_options=options, providers=providers
+            )
+        except (
+            Exception
+        ) as exc:  # ORT's Fail, InvalidGraph, InvalidProtobuf, ...: the model's fault
+            raise BundleError(
+                f"{bundle.onnx_path} is rejected by onnxruntime ({type(exc).__name__}: "
+                f"{str(exc).strip()}); {RECOPY}"
+            ) from exc
         self._specs = bundle.inputs
         self._output = bundle.outputs[0].name
 

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ssma_ros.bundle import Bundle
+from ssma_ros.bundle import RECOPY, Bundle, BundleError
 from ssma_ros.runtime.base import (
     BackendUnavailable,
     Log,
@@ -78,7 +78,10 @@ class TorchBackend:
         self.precision = "fp16" if kind == "cuda" and precision == "fp16" else "fp32"
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
 
-        model, _ = load_checkpoint(bundle.checkpoint_path)
+        try:
+            model, _ = load_checkpoint(bundle.checkpoint_path)
+        except ValueError as exc:  # not a checkpoint, or not one of this model
+            raise BundleError(f"{exc}; {RECOPY}") from exc
         self._model = model.eval().to(self._device, self._dtype)
         self._specs = bundle.inputs
 

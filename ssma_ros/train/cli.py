@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
 
+    from ssma_ros.model.checkpoint import CheckpointError
     from ssma_ros.train import dist
     from ssma_ros.train.trainer import (
         Trainer,  # torch and the model only once the config is known to be good
@@ -60,6 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trainer = Trainer(cfg, resume=args.resume, ctx=ctx)
         results = trainer.run()
+    except CheckpointError as err:  # --resume on a bad file: say which, and what is intact
+        print(f"ssma-train: cannot resume: {err}", file=sys.stderr)
+        return 2
     finally:
         dist.teardown()
     if ctx.is_main:

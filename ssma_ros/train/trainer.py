@@ -264,7 +264,8 @@ class Trainer:
         if not self.ctx.is_main:
             return
         meta = self._meta()
-        save_checkpoint(self.out / LAST, self.model, resume=self._resume_state(rng), **meta)
+        state = self._resume_state(rng)
+        save_checkpoint(self.out / LAST, self.model, keep_previous=True, resume=state, **meta)
         if improved:
             save_checkpoint(self.out / BEST, self.model, **meta)
 
