@@ -166,11 +166,18 @@ class Harness:
         return msg
 
     def send(
-        self, sample, t: float, rgb_enc="rgb8", aux_enc="16UC1", aux: Image | None = None, rgb=None
+        self,
+        sample,
+        t: float,
+        rgb_enc="rgb8",
+        aux_enc="16UC1",
+        aux: Image | None = None,
+        rgb=None,
+        info: CameraInfo | None = None,
     ):
         header = Image().header
         header.stamp, header.frame_id = self.stamp(t), "camera_color_optical_frame"
-        self.info_pub.publish(self.camera_info(sample, header))
+        self.info_pub.publish(info if info is not None else self.camera_info(sample, header))
         self.rgb_pub.publish(rgb if rgb is not None else _rgb_msg(sample.rgb, rgb_enc, header))
         if aux_enc is not None:
             self.aux_pub.publish(

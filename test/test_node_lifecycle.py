@@ -268,6 +268,25 @@ def test_depth_on_the_rgb_topic_is_refused(harnesses):
     assert h.count("frames_out") == 0
 
 
+def test_the_cloud_honours_distortion_and_names_a_bad_camera_info(harnesses):
+    """13: distortion was ignored; a bad camera_info was "no camera_info received yet"."""
+    from cloud_reader import cloud_to_numpy
+
+    h = harnesses(subscribe=("cloud",))
+    sample = _frame(0)
+    info = h.camera_info(sample, Header())
+    info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0]
+    points = cloud_to_numpy(h.served(sample, t=100.0, output="cloud", info=info))
+    cam, (v, u) = sample.camera, (points.shape[0] - 1, 0)  # a corner: most distortion
+    z = points["z"][v, u]
+    pinhole_x = (u - cam.cx) * z / cam.fx
+    assert np.isfinite(z) and abs(points["x"][v, u]) > abs(pinhole_x) * 1.05  # barrel undone
+    info.k = [0.0] * 9  # uncalibrated
+    h.send(sample, t=101.0, info=info)
+    h.wait(lambda: h.count("bad_camera_info") == 1, "the bad camera_info counted")
+    assert h.count("no_camera_info") == 0
+
+
 # -- golden: what reaches the model ----------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ import json
 import signal
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ from ssma_ros.data.encodings import DEPTH_ENCODINGS, CameraIntrinsics, depth_to_
 from ssma_ros.node.params import NodeParams, declare_parameters, updated
 from ssma_ros.node.sync import create_sync
 from ssma_ros.runtime import load_backend
+from ssma_ros.runtime.base import BackendUnavailable
 from ssma_ros.serve import cloud, outputs
 from ssma_ros.serve.codec import make_converter
 from ssma_ros.serve.decode import FrameDecoder
@@ -97,7 +99,6 @@ class Inferred:
     rgb: np.ndarray
     aux: np.ndarray | None  # metres for depth
     aux_encoding: str | None
-    camera: CameraIntrinsics | None
     logits: np.ndarray
     wanted: dict[str, bool]
     wall: StageTimes  # inputs and inference so far; the output stage adds its own
@@ -139,7 +140,7 @@ class SegmentNode(LifecycleNode):
         self.throttle = Throttle(self.params.warn_throttle)
         self.aux_monitor = AuxMonitor(self.params.aux_timeout, self.clock())
         self.gate = StampGate()  # stamps that jump (camera restart, bag loop, sim reset)
-        self._camera_info: CameraInfo | None = None  # the newest one
+        self.geometry = cloud.CameraGeometry()  # the newest camera_info, rays cached per change
         self._topics: dict[str, str] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -160,11 +161,16 @@ class SegmentNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
             self._load()
-        except Exception as exc:  # any refusal: one clear line (the traceback at debug level)
-            self.failure = f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)
+        except (ValueError, OSError, ImportError, BackendUnavailable) as exc:
+            # A refusal (bad bundle or parameter, missing backend or converter): one clear line.
+            self.failure = str(exc) or type(exc).__name__
             if not self._autostarting:
                 self.get_logger().error(f"cannot configure: {self.failure}")
-            self.get_logger().debug("configure failed", exc_info=True)
+            self._unload()
+            return TransitionCallbackReturn.FAILURE
+        except Exception:  # a bug: keep its traceback
+            self.failure = "internal error while configuring (traceback above)"
+            self.get_logger().error(f"configure failed:\n{traceback.format_exc()}")
             self._unload()
             return TransitionCallbackReturn.FAILURE
         self.failure = None
@@ -272,6 +278,7 @@ class SegmentNode(LifecycleNode):
         """Activate: fresh mailboxes, workers, subscriptions and the diagnostics timer."""
         # Stall clocks start now, with the model loaded: loading time is no silence.
         self.aux_monitor.restart(self.clock())
+        self.geometry = cloud.CameraGeometry(self.resolve_topic_name("camera_info"))
         self.gate.reset()  # a new session may start anywhere in time
         self.slot, self.inferred = LatestSlot(), LatestSlot()
         self.workers = [
@@ -355,7 +362,7 @@ class SegmentNode(LifecycleNode):
     # -- inputs (executor threads: keep short) ------------------------------------------------
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        self.geometry.update(msg)
 
     def _on_input(self, index: int, msg: Image) -> None:
         """Every rgb (index 0) and aux (index 1) message, before pairing: tracks both streams."""
@@ -447,7 +454,6 @@ class SegmentNode(LifecycleNode):
             rgb,
             aux,
             aux_encoding,
-            camera,
             logits,
             wanted,
             wall,
@@ -482,32 +488,36 @@ class SegmentNode(LifecycleNode):
             )
             self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
         if wanted["cloud"]:
-            self._publish_cloud(header, frame.aux, frame.aux_encoding, frame.camera, mask, rgb)
+            self._publish_cloud(header, frame.aux, frame.aux_encoding, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
         wall = dataclasses.replace(frame.wall, output=time.perf_counter() - started)
         cpu = dataclasses.replace(frame.cpu, output=time.thread_time() - started_cpu)
         self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, wall, cpu)
 
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
-        """Return the newest camera_info's K scaled to the image size; None if none is usable."""
-        if self._camera_info is None:
-            return None
+        """Return the newest camera_info's K scaled to the image size; None if none is usable.
+
+        Only HHA-encoded models need it; ~/cloud counts and reports a bad camera_info.
+        """
         try:
-            return cloud.intrinsics_from_camera_info(self._camera_info, width, height)
-        except ValueError as exc:
-            self._bad("bad_camera_info", f"ignoring camera_info: {exc}")
+            return self.geometry.intrinsics(width, height)
+        except cloud.CameraInfoError:
             return None
 
-    def _publish_cloud(self, header, aux, aux_encoding, camera, mask, rgb) -> None:
+    def _publish_cloud(self, header, aux, aux_encoding, mask, rgb) -> None:
         if aux is None or aux_encoding not in DEPTH_ENCODINGS:
             return  # a cloud needs depth: none this frame (RGB-only service or an IR model)
-        if camera is None:
-            if self._camera_info is None:  # (a bad one is counted as bad_camera_info)
-                self._bad("no_camera_info", "no camera_info received yet: ~/cloud needs it")
+        height, width = mask.shape
+        try:
+            rays = self.geometry.rays(width, height)  # distortion undone; cached per camera_info
+        except cloud.CameraInfoError as exc:
+            # The one message CameraGeometry gives while nothing came (serve-api.md).
+            none_yet = "no camera_info received yet" in str(exc)
+            counter = "no_camera_info" if none_yet else "bad_camera_info"
+            self._bad(counter, f"~/cloud: {exc}")
             return
         # Full-resolution metres only here: the model input converts the pixels it samples.
         depth_m = depth_to_metres(aux, aux_encoding)
-        rays = cloud.Rays.pinhole(camera, depth_m.shape[1], depth_m.shape[0])
         self.pubs["cloud"].publish(cloud.semantic_cloud(header, depth_m, rays, mask, rgb))
 
     # -- outputs that are not per frame -------------------------------------------------------
