@@ -287,6 +287,73 @@ def test_the_cloud_honours_distortion_and_names_a_bad_camera_info(harnesses):
     assert h.count("no_camera_info") == 0
 
 
+class StubBackend:
+    """A backend that runs on the CPU whatever GPU it was asked for, and serves nothing."""
+
+    name, device, precision = "onnxruntime", "cpu", "fp32"
+
+    def infer(self, inputs):
+        raise AssertionError("a stub skipped by auto must never serve")
+
+    def close(self) -> None:
+        StubBackend.closed += 1
+
+
+def test_auto_falls_back_past_failing_backends_but_never_past_a_corrupt_model(
+    ros_context, tiny_bundle, monkeypatch
+):
+    """Issue section: auto's fallbacks, with stub backends for the GPU ones."""
+    from ssma_ros.bundle import BundleError
+    from ssma_ros.runtime import loader
+
+    create = loader._create
+    tried = []
+    StubBackend.closed = 0
+
+    def stub_create(name, bundle, device, *args):
+        tried.append(f"{name}@{device}")
+        if name == "tensorrt":
+            raise RuntimeError("engine build failed")
+        if device != "cpu":
+            return StubBackend()  # its GPU provider did not load: auto must not take it
+        return create(name, bundle, device, *args)
+
+    monkeypatch.setattr(loader, "_why_unavailable", lambda *args: None)
+    monkeypatch.setattr(loader, "_create", stub_create)
+    params = [Parameter("bundle", value=str(tiny_bundle)), Parameter("device", value="cuda:0")]
+    node = SegmentNode(context=ros_context, parameter_overrides=params)
+    assert node.start() is None
+    assert tried == ["tensorrt@cuda:0", "onnxruntime@cuda:0", "torch@cuda:0", "onnxruntime@cpu"]
+    assert StubBackend.closed == 2 and node.segmenter.backend.name == "onnxruntime"
+    node.destroy_node()
+
+    def corrupt(name, *args):
+        raise BundleError("model.onnx: protobuf parsing failed")
+
+    monkeypatch.setattr(loader, "_create", corrupt)
+    refused = SegmentNode(context=ros_context, parameter_overrides=params)
+    assert refused.start() == "model.onnx: protobuf parsing failed"
+    refused.destroy_node()
+
+
+def test_an_inference_error_skips_one_frame(harnesses):
+    h = harnesses(subscribe=("mask",))
+    backend = h.node.segmenter.backend
+    run = backend.infer
+    failures = iter([RuntimeError("CUDA error: an illegal memory access")])
+
+    def flaky(inputs):
+        for exc in failures:
+            raise exc
+        return run(inputs)
+
+    backend.infer = flaky
+    h.send(_frame(0), t=100.0)
+    h.wait(lambda: h.count("inference_errors") == 1, "the failure counted")
+    h.served(_frame(1), t=101.0)
+    assert all(worker.is_alive() for worker in h.node.workers)
+
+
 # -- golden: what reaches the model ----------------------------------------------------------
 
 
@@ -481,6 +548,7 @@ def test_launch_description_parameters(tmp_path, monkeypatch):
         if isinstance(entity, DeclareLaunchArgument):
             entity.visit(context)
     (opaque,) = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+
     def parameters(node):  # what launch_ros turns into --params-file / -p arguments
         return list(evaluate_parameters(context, node._Node__parameters))
 
