@@ -7,6 +7,7 @@ Numbers in test docstrings are the faults of issue 13 each test pins.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -180,6 +181,23 @@ def test_safe_parameters_change_at_run_time_and_the_rest_say_why_not(harnesses):
     (fixed,) = h.node.set_parameters([Parameter("backend", value="torch")])
     assert not fixed.successful and "read-only" in fixed.reason and "restart" in fixed.reason
     assert h.node.params.backend == "onnxruntime"
+    (sim,) = h.node.set_parameters([Parameter("use_sim_time", value=True)])
+    assert sim.successful  # rclpy's own parameters stay settable
+
+
+def test_an_activation_refusal_says_why(ros_context, tiny_bundle):
+    """6: a synchroniser that is not installed refuses activation in one line."""
+    if importlib.util.find_spec("message_filters") is not None:
+        pytest.skip("message_filters is installed here")
+    params = [
+        Parameter("bundle", value=str(tiny_bundle)),
+        Parameter("backend", value="onnxruntime"),
+        Parameter("sync", value="message_filters"),
+    ]
+    node = SegmentNode(context=ros_context, parameter_overrides=params)
+    assert "message_filters is not importable" in node.start()
+    assert not node.workers and node.count_subscribers("rgb") == 0
+    node.destroy_node()
 
 
 def test_a_far_future_stamp_does_not_stop_the_output(harnesses):
@@ -524,8 +542,6 @@ def test_a_params_file_backend_and_bundle_win_over_unset_launch_arguments(
 def test_launch_description_parameters(tmp_path, monkeypatch):
     """3: with genuine launch + launch_ros, only given arguments reach the node; rviz optional."""
     pytest.importorskip("launch_ros")
-    import importlib.util
-
     from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
     from launch_ros.utilities import evaluate_parameters

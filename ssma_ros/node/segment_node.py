@@ -77,6 +77,9 @@ RELIABLE_OUTPUT = QoSProfile(
 )
 
 
+NODE_PARAMETERS = frozenset(f.name for f in dataclasses.fields(NodeParams))
+
+
 def qos_profile(name: str) -> QoSProfile:
     """Return the QoS of an `input_qos` / `output_qos` parameter value."""
     return qos_profile_sensor_data if name == "sensor_data" else RELIABLE_OUTPUT
@@ -154,8 +157,13 @@ class SegmentNode(LifecycleNode):
             self._autostarting = False
         if configured != TransitionCallbackReturn.SUCCESS:
             return self.failure or "configure failed"
-        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-            return "activate failed"
+        self._autostarting = True
+        try:
+            activated = self.trigger_activate()
+        finally:
+            self._autostarting = False
+        if activated != TransitionCallbackReturn.SUCCESS:
+            return self.failure or "activate failed"
         return None
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -181,7 +189,15 @@ class SegmentNode(LifecycleNode):
         if result != TransitionCallbackReturn.SUCCESS:
             return result
         self._publish_labels()
-        self._start_serving()
+        try:
+            self._start_serving()
+        except (ValueError, ImportError) as exc:  # e.g. sync: message_filters, not installed
+            self.failure = str(exc)
+            if not self._autostarting:
+                self.get_logger().error(f"cannot activate: {self.failure}")
+            self._stop_serving()
+            super().on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
         inputs = ", ".join(self._topics.values())
         self.get_logger().info(f"ready: listening on {inputs}")
         return TransitionCallbackReturn.SUCCESS
@@ -312,7 +328,8 @@ class SegmentNode(LifecycleNode):
                 prefer=self.params.sync,
                 on_message=self._on_input,
             )
-            self._inputs += self.sync.subscriptions
+            # (message_filters' Subscriber holds its rclpy subscription in .sub)
+            self._inputs += [getattr(sub, "sub", sub) for sub in self.sync.subscriptions]
             self.get_logger().info(
                 f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)"
             )
@@ -345,8 +362,10 @@ class SegmentNode(LifecycleNode):
     # -- run-time parameters ------------------------------------------------------------------
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
+        # Parameters that are not the node's own (use_sim_time, ...) are rclpy's business.
+        ours = {p.name: p.value for p in parameters if p.name in NODE_PARAMETERS}
         try:
-            params = updated(self.params, {p.name: p.value for p in parameters})
+            params = updated(self.params, ours)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.params = params  # one reference swap: the workers see old or new, never a mix
