@@ -434,6 +434,59 @@ def test_golden_masks_from_the_default_bundle(harnesses, offline):
     np.testing.assert_array_equal(image_to_numpy(msg), bilinear)
 
 
+@pytest.fixture(scope="module")
+def thermal_bundle(tmp_path_factory):
+    """Export a lite SSMA RGB + infrared bundle (untrained) at 64x80, for mono16 thermal."""
+    import torch
+
+    from ssma_ros.data.preprocess import AuxSpec, Preprocess
+    from ssma_ros.data.synthetic import CLASSES, PALETTE
+    from ssma_ros.export.bundle_cli import export_bundle
+    from ssma_ros.model import build_model
+    from ssma_ros.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("thermal")
+    preprocess = Preprocess(64, 80, aux_spec=AuxSpec(modality="infrared", encoding="intensity"))
+    checkpoint = save_checkpoint(
+        folder / "thermal.pt",
+        build_model("ssma", "lite", len(CLASSES)).eval(),
+        classes=list(CLASSES),
+        palette=PALETTE.tolist(),
+        void_index=0,
+        preprocess=preprocess.to_dict(),
+    )
+    bundle, _ = export_bundle(checkpoint, folder / "bundle", name="thermal")
+    return bundle
+
+
+def test_golden_masks_from_mono16_thermal(harnesses, thermal_bundle):
+    """An RGB-T bundle: mono16 thermal reaches the model as the offline core feeds it."""
+    from ssma_ros.serve.codec import numpy_to_image
+
+    bundle = load_bundle(thermal_bundle)
+    backend, _ = load_backend(bundle, "onnxruntime", "cpu", "fp32", threads=1)
+    offline = Segmenter(bundle, backend)
+    sample = _frame(0)
+    h = harnesses(thermal_bundle, subscribe=("mask",))
+
+    def expected(thermal=None):
+        logits = offline.infer(offline.inputs(sample.rgb, thermal, "mono16"))
+        return outputs.postprocess(logits, sample.rgb.shape[:2]).mask
+
+    try:
+        assert (expected(sample.thermal) != expected()).any()  # the thermal input matters
+        header = Header()
+        header.stamp = h.stamp(100.0)
+        h.rgb_pub.publish(numpy_to_image(sample.rgb, "rgb8", header))
+        h.aux_pub.publish(numpy_to_image(sample.thermal, "mono16", header))
+        h.wait(lambda: h.by_stamp("mask", header.stamp), "the mask of the rgb + thermal pair")
+        mask = image_to_numpy(h.by_stamp("mask", header.stamp)[0])
+        np.testing.assert_array_equal(mask, expected(sample.thermal))
+    finally:
+        offline.close()
+
+
 # -- the executable --------------------------------------------------------------------------
 
 
