@@ -395,10 +395,10 @@ def test_golden_masks_from_the_default_bundle(harnesses, offline):
     clock = FakeClock()
     h = harnesses(default_bundle_path(), subscribe=("mask",), clock=clock, aux_timeout=0.5)
 
-    def expected(aux=None, encoding=None, upsampling="nearest"):
+    def expected(aux=None, encoding=None, upsampling="nearest", rgb=sample.rgb):
         info = h.camera_info(sample, Header())  # what send() publishes with each frame
         camera = cloud.intrinsics_from_camera_info(info, width, height)
-        inputs = offline.inputs(sample.rgb, aux, encoding, camera)
+        inputs = offline.inputs(rgb, aux, encoding, camera)
         return outputs.postprocess(offline.infer(inputs), (height, width), upsampling).mask
 
     millimetres = np.where(np.isfinite(sample.depth), np.round(sample.depth * 1000.0), 0).astype(
@@ -409,6 +409,8 @@ def test_golden_masks_from_the_default_bundle(harnesses, offline):
     # The checks below can fail: the model's answer depends on the depth, and on its units.
     assert (fused != expected()).mean() > 0.01
     assert (fused != expected(millimetres.astype(np.float32), "32FC1")).mean() > 0.01
+    swapped = np.ascontiguousarray(sample.rgb[:, :, ::-1])  # bgr8 read as rgb8
+    assert (fused != expected(millimetres, "16UC1", rgb=swapped)).mean() > 0.01
     t = 100.0
     for rgb_encoding in ("rgb8", "bgr8"):
         for aux_encoding, aux in (("16UC1", millimetres), ("32FC1", metres)):
