@@ -126,7 +126,9 @@ class SegmentNode(LifecycleNode):
         self.clock: Callable[[], float] = time.monotonic  # tests inject their own
         self.segmenter: Segmenter | None = None
         self.converter = None
-        self.pubs: dict = {}
+        self.pubs: dict = {}  # per-frame outputs
+        self._latched: dict = {}  # class names, label info
+        self.diagnostics_pub = None
         self.sync = None
         self._inputs: list = []  # subscriptions while active
         self.slot: LatestSlot | None = None  # synchronised input -> inference worker
@@ -135,8 +137,8 @@ class SegmentNode(LifecycleNode):
         self._timer = None
         self.decoder: FrameDecoder | None = None
         self.rules: HealthRules | None = None  # made on activation, with the resolved topics
-        self.failure: str | None = None  # why the last configure failed
-        self._autostarting = False  # main() says why a start failed: configure need not
+        self.failure: str | None = None  # why the last configure or activate failed
+        self._autostarting = False  # main() says why a start failed: the transitions need not
         self.params: NodeParams = declare_parameters(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.health = Health()
@@ -150,20 +152,17 @@ class SegmentNode(LifecycleNode):
 
     def start(self) -> str | None:
         """Configure and activate (what `autostart` does); None, or why it could not start."""
-        self._autostarting = True
-        try:
-            configured = self.trigger_configure()
-        finally:
-            self._autostarting = False
-        if configured != TransitionCallbackReturn.SUCCESS:
-            return self.failure or "configure failed"
-        self._autostarting = True
-        try:
-            activated = self.trigger_activate()
-        finally:
-            self._autostarting = False
-        if activated != TransitionCallbackReturn.SUCCESS:
-            return self.failure or "activate failed"
+        for name, transition in (
+            ("configure", self.trigger_configure),
+            ("activate", self.trigger_activate),
+        ):
+            self._autostarting = True
+            try:
+                result = transition()
+            finally:
+                self._autostarting = False
+            if result != TransitionCallbackReturn.SUCCESS:
+                return self.failure or f"{name} failed"
         return None
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -280,9 +279,9 @@ class SegmentNode(LifecycleNode):
 
     def _unload(self) -> None:
         """Cleanup: publishers and the model (and its GPU memory)."""
-        for pub in [*self.pubs.values(), *getattr(self, "_latched", {}).values()]:
+        for pub in [*self.pubs.values(), *self._latched.values()]:
             self.destroy_lifecycle_publisher(pub)
-        if getattr(self, "diagnostics_pub", None) is not None:
+        if self.diagnostics_pub is not None:
             self.destroy_lifecycle_publisher(self.diagnostics_pub)
         self.pubs, self._latched, self.diagnostics_pub = {}, {}, None
         if self.segmenter is not None:
