@@ -221,7 +221,7 @@ class Harness:
         }
 
     def report_after(self, seconds: float) -> dict[str, str]:
-        """A diagnostics report published after `seconds` from now."""
+        """Return a diagnostics report published after `seconds` from now."""
         with self.lock:
             n = len(self.diagnostics)
         time.sleep(seconds)
@@ -519,7 +519,7 @@ def test_bad_parameter_is_refused(ros_context, tiny_bundle):
 
 
 def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
-    """The installed executable: starts with a parameter file, logs what it serves, exits 0 on Ctrl-C."""
+    """The installed executable: a parameter file, what it serves in the log, exit 0 on Ctrl-C."""
     cmd = [
         sys.executable,
         "-m",
@@ -591,10 +591,11 @@ def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
 
 
 def test_entry_point_runs_opencv_sequentially(tmp_path):
-    """OpenCV's pool would spin beside the backend: the executable turns it off before anything runs."""
+    """OpenCV's pool would spin beside the backend: the executable turns it off at once."""
     code = (
-        "import sys, cv2\nfrom ssma_ros.node import segment_node\nassert cv2.getNumThreads() > 1 or "
-        "__import__('os').cpu_count() == 1\ntry:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
+        "import sys, cv2\nfrom ssma_ros.node import segment_node\n"
+        "assert cv2.getNumThreads() > 1 or __import__('os').cpu_count() == 1\n"
+        "try:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
         "print('opencv threads', cv2.getNumThreads())"
     )
     cmd = [sys.executable, "-c", code, "--ros-args", "-p", f"bundle:={tmp_path / 'nope'}"]
