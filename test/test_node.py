@@ -1,11 +1,14 @@
 """segment_node over a real DDS: publish rgb/aux/camera_info, spin, receive every output.
 
 Each test starts the node in its own namespace inside this run's own ROS domain (conftest.py),
-with a probe node that plays the camera and listens to the outputs.
+with a probe node that plays the camera and listens to the outputs with default (reliable) QoS,
+as rqt, RViz or a user's node do. Time-dependent behaviour runs on an injected clock, and load on
+a backend held on an event, so no test depends on how fast this machine is.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -23,15 +26,20 @@ import yaml
 from cloud_reader import cloud_to_numpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
+from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import String
 
 from ssma_ros.data.synthetic import CLASSES, SyntheticScenes
 from ssma_ros.node.params import NodeParams
 from ssma_ros.node.segment_node import Frame, SegmentNode
+from ssma_ros.serve import cloud as cloud_module
+from ssma_ros.serve import outputs
 from ssma_ros.serve.codec import image_to_numpy, numpy_to_image
+from ssma_ros.serve.health import OK, WARN
+from ssma_ros.serve.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 48, 64  # camera size; the bundle's network input is 64x80, so frames are resized both ways
@@ -62,27 +70,44 @@ def _rgb_msg(rgb: np.ndarray, encoding: str, header) -> Image:
     )
 
 
-class Harness:
-    """The node under test plus a probe node, spun by one executor in a background thread."""
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
 
-    def __init__(self, context, bundle: Path, subscribe=tuple(OUTPUTS), **params) -> None:
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    """The node under test plus a probe node, spun by one executor in a background thread.
+
+    The node is configured and activated (what `autostart` does in the executable) unless
+    `start=False`.
+    """
+
+    def __init__(
+        self, context, bundle: Path, subscribe=tuple(OUTPUTS), start=True, clock=None, **params
+    ) -> None:
         self.ns = f"/t{next(_namespaces)}"
         overrides = [
             Parameter("bundle", value=str(bundle)),
             Parameter("backend", value="onnxruntime"),
+            Parameter("cpu_threads", value=1),
             *(Parameter(k, value=v) for k, v in params.items()),
         ]
         self.node = SegmentNode(context=context, namespace=self.ns, parameter_overrides=overrides)
+        if clock is not None:
+            self.node.clock = clock
         self.probe = rclpy.create_node("probe", context=context, namespace=self.ns)
         self.received: dict[str, list] = {name: [] for name in OUTPUTS}
         self.diagnostics: list[DiagnosticArray] = []
         self.class_names: list[String] = []
         self.lock = threading.RLock()
-        base = f"{self.ns}/ssma_segmentation"
-        for name in subscribe:
-            self.probe.create_subscription(
-                OUTPUTS[name], f"{base}/{name}", self._keep(name), qos_profile_sensor_data
-            )
+        self.base = base = f"{self.ns}/ssma_segmentation"
+        for name in subscribe:  # default QoS: reliable, as most subscribers are
+            self.probe.create_subscription(OUTPUTS[name], f"{base}/{name}", self._keep(name), 10)
         self.probe.create_subscription(DiagnosticArray, "/diagnostics", self._keep_diag, 10)
         latched = QoSProfile(
             depth=1,
@@ -100,13 +125,20 @@ class Harness:
         self.executor.add_node(self.probe)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
+        self.subscribe = subscribe
+        if start:
+            assert self.node.start() is None, self.node.failure
+            self.wait_for_discovery()
+
+    def wait_for_discovery(self) -> None:
         self.wait(
             lambda: (
                 all(
-                    self.probe.count_subscribers(f"{base}/{n}") or n not in subscribe
+                    self.probe.count_subscribers(f"{self.base}/{n}") or n not in self.subscribe
                     for n in OUTPUTS
                 )
                 and self.node.count_publishers(f"{self.ns}/rgb") > 0
+                and self.node.count_subscribers(f"{self.base}/mask") == ("mask" in self.subscribe)
             ),
             "discovery",
         )
@@ -128,16 +160,24 @@ class Harness:
 
     def camera_info(self, sample, header) -> CameraInfo:
         cam = sample.camera
-        msg = CameraInfo(header=header, width=W, height=H)
+        height, width = sample.rgb.shape[:2]
+        msg = CameraInfo(header=header, width=width, height=height)
         msg.k = [cam.fx, 0.0, cam.cx, 0.0, cam.fy, cam.cy, 0.0, 0.0, 1.0]
         return msg
 
     def send(
-        self, sample, t: float, rgb_enc="rgb8", aux_enc="16UC1", aux: Image | None = None, rgb=None
+        self,
+        sample,
+        t: float,
+        rgb_enc="rgb8",
+        aux_enc="16UC1",
+        aux: Image | None = None,
+        rgb=None,
+        info: CameraInfo | None = None,
     ):
         header = Image().header
         header.stamp, header.frame_id = self.stamp(t), "camera_color_optical_frame"
-        self.info_pub.publish(self.camera_info(sample, header))
+        self.info_pub.publish(info if info is not None else self.camera_info(sample, header))
         self.rgb_pub.publish(rgb if rgb is not None else _rgb_msg(sample.rgb, rgb_enc, header))
         if aux_enc is not None:
             self.aux_pub.publish(
@@ -153,6 +193,15 @@ class Harness:
                     return
             time.sleep(0.02)
         raise AssertionError(f"timed out waiting for {what}")
+
+    def count(self, name: str) -> int:
+        return self.node.health.counts()[name]
+
+    def served(self, sample, t: float, output="mask", **kwargs):
+        """Send one frame and wait for its `output`; the message."""
+        header = self.send(sample, t, **kwargs)
+        self.wait(lambda: self.by_stamp(output, header.stamp), f"{output} at t={t}")
+        return self.by_stamp(output, header.stamp)[0]
 
     def by_stamp(self, name: str, stamp) -> list:
         with self.lock:
@@ -172,7 +221,7 @@ class Harness:
         }
 
     def report_after(self, seconds: float) -> dict[str, str]:
-        """A diagnostics report published after `seconds` from now."""
+        """Return a diagnostics report published after `seconds` from now."""
         with self.lock:
             n = len(self.diagnostics)
         time.sleep(seconds)
@@ -244,14 +293,48 @@ def test_every_output_for_each_input_encoding(harness_factory, upsampling):
     assert json.loads(h.class_names[0].data)["classes"] == list(CLASSES)
 
 
-def test_only_subscribed_outputs_are_computed(harness_factory):
+class Spy:
+    """Counts the calls of a function and calls it."""
+
+    def __init__(self, target) -> None:
+        self.target, self.calls = target, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.target(*args, **kwargs)
+
+    def __get__(self, instance, owner):  # as a method: bind like a function does
+        return self if instance is None else functools.partial(self, instance)
+
+
+def test_only_subscribed_outputs_are_computed(harness_factory, monkeypatch):
     h = harness_factory(subscribe=("mask",))
-    sample = _frame(0)
-    header = h.send(sample, t=200.0)
-    h.wait(lambda: h.by_stamp("mask", header.stamp), "the mask")
-    time.sleep(0.3)
-    assert not any(h.received[n] for n in OUTPUTS if n != "mask")
-    assert h.node.pubs["overlay"].get_subscription_count() == 0
+    everything = harness_factory()  # both warmed up before the spies go in
+    spies = {
+        "overlay": Spy(outputs.overlay),
+        "cloud": Spy(cloud_module.semantic_cloud),
+        "confidence": Spy(outputs.Segmentation.confidence_mono8),
+        "confidence_float": Spy(outputs.Segmentation.confidence),
+    }
+    monkeypatch.setattr(outputs, "overlay", spies["overlay"])
+    monkeypatch.setattr(cloud_module, "semantic_cloud", spies["cloud"])
+    monkeypatch.setattr(outputs.Segmentation, "confidence_mono8", spies["confidence"])
+    monkeypatch.setattr(outputs.Segmentation, "confidence", spies["confidence_float"])
+    h.served(_frame(0), t=200.0)
+    assert {name: spy.calls for name, spy in spies.items()} == dict.fromkeys(spies, 0)
+    # The same frame with every output subscribed does all of that work: the spies can see it.
+    everything.served(_frame(0), t=200.0, output="cloud")
+    assert all(spy.calls > 0 for spy in spies.values()), {n: s.calls for n, s in spies.items()}
+
+
+def test_a_node_nobody_listens_to_never_runs_the_model(harness_factory):
+    h = harness_factory(subscribe=())
+    infer = h.node.segmenter.backend.infer = Spy(h.node.segmenter.backend.infer)
+    wanted = h.node._wanted = Spy(h.node._wanted)
+    for i in range(3):
+        h.send(_frame(i), t=250.0 + i)
+        h.wait(lambda: wanted.calls > i, f"the inference worker taking frame {i}")
+    assert infer.calls == 0 and h.count("frames_out") == 0
 
 
 def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
@@ -276,7 +359,7 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
     # An all-NaN depth frame is still segmented, from RGB alone.
     h.wait(lambda: h.by_stamp("mask", h.stamp(t)), "the mask of the all-NaN depth frame")
     # Stamps out of order: a frame older than one already served is dropped.
-    h.send(sample, t=t - 10.0)
+    h.send(sample, t=t - 0.5)  # (further back is a time jump: served, order restarts)
     h.wait(lambda: h.node.health.counts()["out_of_order"] >= 1, "out_of_order")
     # A truncated rgb image.
     header.stamp = h.stamp(t + 1)
@@ -291,38 +374,54 @@ def test_bad_input_is_counted_and_the_node_keeps_serving(harness_factory):
     h.wait(lambda: h.by_stamp("mask", good.stamp), "a good frame after the bad ones")
     report = h.report_after(0.0)
     assert int(report["bad_encoding"]) >= 1 and int(report["size_mismatch"]) >= 1
-    assert report["level"] == bytes([1])  # WARN while bad inputs have been seen
+    with h.lock:  # a report after new bad inputs raises the level and says which
+        warned = " ".join(
+            s.message for d in h.diagnostics for s in d.status if s.level >= bytes([WARN])
+        )
+    assert "bad_encoding" in warned and "size_mismatch" in warned
 
 
 def test_rgb_only_fallback_when_aux_stalls_and_recovery(harness_factory):
-    h = harness_factory(aux_timeout=0.3, diagnostics_period=0.2)
+    clock = FakeClock()
+    h = harness_factory(clock=clock, aux_timeout=0.5, subscribe=("mask",))
     sample = _frame(2)
-    t = 400.0
-    for _ in range(3):
-        t += 0.1
-        h.send(sample, t=t)
-        time.sleep(0.1)
-    assert h.report_after(0.3)["aux"] == "ok"
-    for _ in range(10):  # aux stops: rgb only for 1 s
-        t += 0.1
-        h.send(sample, t=t, aux_enc=None)
-        time.sleep(0.1)
-    h.wait(lambda: h.node.health.counts()["rgb_only_in"] > 0, "rgb-only frames")
-    stalled = h.last_report()
-    assert stalled["aux"].startswith("stalled") and stalled["level"] == bytes([1])
-    rgb_only_stamp = h.stamp(t)
-    h.wait(lambda: h.by_stamp("mask", rgb_only_stamp), "a mask served from RGB alone")
-    deadline = time.monotonic() + 20.0
-    while (
-        True
-    ):  # aux is back; the camera keeps publishing, as a real one does, until a report says so
-        t += 0.1
-        h.send(sample, t=t)
-        time.sleep(0.1)
-        recovered = h.last_report()
-        if recovered["aux"] == "ok" or time.monotonic() > deadline:
-            break
-    assert recovered["aux"] == "ok" and recovered["level"] == bytes([0])
+    received = lambda: h.node.sync.stats().received[0]  # noqa: E731  (rgb messages seen)
+    h.served(sample, t=400.0)
+    assert h.node.assess(clock.now).level == OK
+    clock.now += 0.3
+    h.send(sample, t=400.1, aux_enc=None)  # rgb goes on, aux silent for 0.3 s: wait for it
+    h.wait(lambda: received() == 2, "the second rgb")
+    assert h.count("rgb_only_in") == 0 and not h.node.aux_monitor.stalled
+    clock.now += 0.3  # aux silent for 0.6 s > aux_timeout while rgb flows
+    h.served(sample, t=400.2, aux_enc=None)  # served from RGB alone
+    assert h.count("rgb_only_in") == 1
+    stalled = h.node.assess(clock.now)
+    assert stalled.level == WARN and stalled.message.endswith(": serving RGB alone")
+    assert f"{h.ns}/aux" in stalled.message
+    h.served(sample, t=400.3)  # aux is back (this rgb may still come before it, served alone)
+    alone = h.count("rgb_only_in")
+    h.served(sample, t=400.4)  # fused again, and diagnostics say so
+    assert h.count("rgb_only_in") == alone and not h.node.aux_monitor.stalled
+    assert (h.node.assess(clock.now).level, h.node.assess(clock.now).message) == (OK, "ok")
+
+
+def test_a_whole_camera_pausing_is_no_aux_stall(harness_factory, monkeypatch):
+    """Fault 11: neither loading the model nor a pause of both streams is an aux stall."""
+    clock = FakeClock()
+    warm_up = Segmenter.warm_up
+
+    def slow_warm_up(segmenter):  # loading takes 10 s on this clock
+        clock.now += 10.0
+        return warm_up(segmenter)
+
+    monkeypatch.setattr(Segmenter, "warm_up", slow_warm_up)
+    h = harness_factory(clock=clock, aux_timeout=0.5, subscribe=("mask",))
+    sample = _frame(2)
+    h.served(sample, t=450.0)
+    clock.now += 5.0  # the whole camera pauses
+    h.served(sample, t=455.0)
+    assert h.count("rgb_only_in") == 0 and h.count("pairs_in") == 2
+    assert not h.node.aux_monitor.stalled
 
 
 def test_the_late_aux_partner_of_a_frame_served_alone_is_not_served_twice(harness_factory):
@@ -343,26 +442,32 @@ def test_the_late_aux_partner_of_a_frame_served_alone_is_not_served_twice(harnes
 
 
 def test_flood_keeps_memory_bounded(harness_factory):
-    h = harness_factory(queue_size=5)
+    """The model is held busy on one frame while 20 more pairs arrive: only the newest waits."""
+    h = harness_factory(queue_size=5, subscribe=("mask",))
+    release, entered = threading.Event(), threading.Event()
+    backend = h.node.segmenter.backend
+    run = backend.infer
+
+    def held(inputs):
+        entered.set()
+        release.wait(30)
+        return run(inputs)
+
+    backend.infer = held
     sample = _frame(3)
-    header = Image().header
-    rgb = _rgb_msg(sample.rgb, "rgb8", header)
-    aux = _depth_msg(sample.depth, "16UC1", header)
-    t0, sent = 500.0, 0
-    start = time.monotonic()
-    while time.monotonic() - start < 2.0:  # 200 Hz for 2 s, aux jittered by 1 ms
-        t = t0 + sent / 200.0
-        rgb.header.stamp, aux.header.stamp = h.stamp(t), h.stamp(t + 0.001)
+    rgb, aux = _rgb_msg(sample.rgb, "rgb8", None), _depth_msg(sample.depth, "16UC1", None)
+    for i in range(21):
+        rgb.header.stamp, aux.header.stamp = h.stamp(500.0 + i), h.stamp(500.0 + i + 0.001)
         h.rgb_pub.publish(rgb)
         h.aux_pub.publish(aux)
-        sent += 1
+        h.wait(lambda: h.count("pairs_in") > i, f"pair {i}")
+        if i == 0:
+            assert entered.wait(20), "the inference worker never took the first pair"
         assert max(len(q) for q in h.node.sync.synchronizer._queues) <= 5
-        time.sleep(0.005)
-    counts = h.report_after(0.5)
-    assert int(counts["dropped_stale"]) > 0, (
-        "a 200 Hz flood must overrun a CPU model and drop frames"
-    )
-    assert int(counts["frames_out"]) > 0
+    assert h.count("dropped_stale") == 19  # pairs 1..19 replaced, 20 waits
+    release.set()
+    h.wait(lambda: h.count("frames_out") == 2, "the held frame and the newest one")
+    assert [m.header.stamp for m in h.received["mask"]] == [h.stamp(500.0), h.stamp(520.0)]
     assert all(worker.is_alive() for worker in h.node.workers)
 
 
@@ -379,7 +484,7 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
         lambda: h.by_stamp("mask", header.stamp), "the mask published before the overlay failed"
     )
     failed = h.report_after(0.2)
-    assert int(failed["output_errors"]) == 1 and failed["level"] == bytes([1])
+    assert int(failed["output_errors"]) == 1 and failed["level"] >= bytes([WARN])
     monkeypatch.undo()
     header = h.send(sample, t=601.0)
     h.wait(lambda: h.by_stamp("overlay", header.stamp), "the overlay of the next frame")
@@ -414,7 +519,7 @@ def test_bad_parameter_is_refused(ros_context, tiny_bundle):
 
 
 def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
-    """The installed executable: starts with a parameter file, logs what it serves, exits 0 on Ctrl-C."""
+    """The installed executable: a parameter file, what it serves in the log, exit 0 on Ctrl-C."""
     cmd = [
         sys.executable,
         "-m",
@@ -461,6 +566,8 @@ def test_default_bundle_is_served_when_no_bundle_is_given(ros_context, monkeypat
         context=ros_context, parameter_overrides=[Parameter("backend", value="onnxruntime")]
     )
     try:
+        assert node.segmenter is None  # nothing is loaded before configure
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.segmenter.bundle.path == ROOT / "models" / "default"
         assert node.segmenter.uses_aux
     finally:
@@ -484,10 +591,11 @@ def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
 
 
 def test_entry_point_runs_opencv_sequentially(tmp_path):
-    """OpenCV's pool would spin beside the backend: the executable turns it off before anything runs."""
+    """OpenCV's pool would spin beside the backend: the executable turns it off at once."""
     code = (
-        "import sys, cv2\nfrom ssma_ros.node import segment_node\nassert cv2.getNumThreads() > 1 or "
-        "__import__('os').cpu_count() == 1\ntry:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
+        "import sys, cv2\nfrom ssma_ros.node import segment_node\n"
+        "assert cv2.getNumThreads() > 1 or __import__('os').cpu_count() == 1\n"
+        "try:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
         "print('opencv threads', cv2.getNumThreads())"
     )
     cmd = [sys.executable, "-c", code, "--ros-args", "-p", f"bundle:={tmp_path / 'nope'}"]

@@ -1,7 +1,12 @@
 """segment_node: synchronised rgb + aux in; mask, confidence, overlay and semantic cloud out.
 
-ROS glue only: every computation lives in a pure module (codec, sync, segmenter, outputs, cloud,
-health). Threads: the executor runs the short subscription callbacks, which only hand the
+A lifecycle node (rclpy.lifecycle), ROS glue only: every computation lives in a ROS-free module.
+configure loads the bundle and the backend and warms it up; activate creates the subscriptions,
+starts the workers and enables the publishers; deactivate stops them (no inference, no output)
+and keeps the model; cleanup frees it. With `autostart` (the default) the executable configures
+and activates itself; with `autostart: false` a lifecycle manager (Nav2's) drives it.
+
+Threads while active: the executor runs the short subscription callbacks, which only hand the
 newest rgb/aux pair to a one-slot mailbox. Two workers form a pipeline: the inference worker
 takes the newest pair, decodes and encodes it and runs the model; the output worker turns the
 logits into the subscribed outputs and publishes them, while the model already runs on the next
@@ -13,8 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import threading
 import time
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,33 +30,59 @@ import cv2
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header, String
 
 from ssma_ros.bundle import load_bundle
-from ssma_ros.data.encodings import (
-    DEPTH_ENCODINGS,
-    CameraIntrinsics,
-    depth_to_metres,
-    has_valid_depth,
-)
-from ssma_ros.node.params import NodeParams, declare_parameters
+from ssma_ros.data.encodings import DEPTH_ENCODINGS, CameraIntrinsics, depth_to_metres
+from ssma_ros.node.params import NodeParams, declare_parameters, updated
 from ssma_ros.node.sync import create_sync
 from ssma_ros.runtime import load_backend
 from ssma_ros.runtime.base import BackendUnavailable
 from ssma_ros.serve import cloud, outputs
-from ssma_ros.serve.codec import ImageFormatError, make_converter, to_rgb8
-from ssma_ros.serve.health import AuxMonitor, Health, StageTimes, Throttle
+from ssma_ros.serve.codec import make_converter
+from ssma_ros.serve.decode import FrameDecoder
+from ssma_ros.serve.gate import StampGate, Verdict
+from ssma_ros.serve.health import (
+    Assessment,
+    AuxMonitor,
+    Health,
+    HealthRules,
+    StageTimes,
+    Throttle,
+)
 from ssma_ros.serve.latest import LatestSlot
 from ssma_ros.serve.segmenter import Segmenter, default_bundle_path
-from ssma_ros.serve.sync import stamp_ns
+from ssma_ros.serve.sync import slop_to_ns, stamp_ns
 
+NAME = "ssma_segmentation"
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+# REP-2003: a reliable publisher reaches reliable and best-effort subscribers alike. Depth 1:
+# a subscriber that falls behind gets the newest frame, never a backlog.
+RELIABLE_OUTPUT = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+)
+
+
+NODE_PARAMETERS = frozenset(f.name for f in dataclasses.fields(NodeParams))
+
+
+def qos_profile(name: str) -> QoSProfile:
+    """Return the QoS of an `input_qos` / `output_qos` parameter value."""
+    return qos_profile_sensor_data if name == "sensor_data" else RELIABLE_OUTPUT
 
 
 @dataclass(frozen=True)
@@ -68,7 +102,6 @@ class Inferred:
     rgb: np.ndarray
     aux: np.ndarray | None  # metres for depth
     aux_encoding: str | None
-    camera: CameraIntrinsics | None
     logits: np.ndarray
     wanted: dict[str, bool]
     wall: StageTimes  # inputs and inference so far; the output stage adds its own
@@ -84,55 +117,185 @@ def _label_info_type():
     return LabelInfo, VisionClass
 
 
-class SegmentNode(Node):
+class SegmentNode(LifecycleNode):
+    """The segmentation node; nothing heavy happens before configure."""
+
     def __init__(self, **kwargs) -> None:
-        super().__init__("ssma_segmentation", **kwargs)
-        self.params: NodeParams = declare_parameters(self)
-        self.health = Health()
-        self.aux_monitor = AuxMonitor(self.params.aux_timeout, time.monotonic())
-        self.throttle = Throttle(self.params.warn_throttle)
-        self.converter = make_converter(self.params.image_codec)
-        self._camera_info: CameraInfo | None = None  # the newest one
-        self._last_stamp = -1
-        self._last_served_alone = False  # was the frame of _last_stamp served without aux?
+        super().__init__(NAME, **kwargs)
+        # Every attribute destroy_node touches exists before anything can fail.
+        self.clock: Callable[[], float] = time.monotonic  # tests inject their own
         self.segmenter: Segmenter | None = None
-        self.slot = LatestSlot()  # synchronised input -> inference worker
-        self.inferred = LatestSlot()  # inference worker -> output worker
+        self.converter = None
+        self.pubs: dict = {}  # per-frame outputs
+        self._latched: dict = {}  # class names, label info
+        self.diagnostics_pub = None
+        self.sync = None
+        self._inputs: list = []  # subscriptions while active
+        self.slot: LatestSlot | None = None  # synchronised input -> inference worker
+        self.inferred: LatestSlot | None = None  # inference worker -> output worker
         self.workers: list[threading.Thread] = []
-        self.configure()
+        self._timer = None
+        self.decoder: FrameDecoder | None = None
+        self.rules: HealthRules | None = None  # made on activation, with the resolved topics
+        self.failure: str | None = None  # why the last configure or activate failed
+        self._autostarting = False  # main() says why a start failed: the transitions need not
+        self.params: NodeParams = declare_parameters(self)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.health = Health()
+        self.throttle = Throttle(self.params.warn_throttle)
+        self.aux_monitor = AuxMonitor(self.params.aux_timeout, self.clock())
+        self.gate = StampGate()  # stamps that jump (camera restart, bag loop, sim reset)
+        self.geometry = cloud.CameraGeometry()  # the newest camera_info, rays cached per change
+        self._topics: dict[str, str] = {}
 
-        out_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
-        self.pubs = {
-            "mask": self.create_publisher(Image, "~/mask", out_qos),
-            "confidence": self.create_publisher(Image, "~/confidence", out_qos),
-            "confidence_float": self.create_publisher(Image, "~/confidence_float", out_qos),
-            "overlay": self.create_publisher(Image, "~/overlay", out_qos),
-            "cloud": self.create_publisher(PointCloud2, "~/cloud", out_qos),
-        }
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> str | None:
+        """Configure and activate (what `autostart` does); None, or why it could not start."""
+        for name, transition in (
+            ("configure", self.trigger_configure),
+            ("activate", self.trigger_activate),
+        ):
+            self._autostarting = True
+            try:
+                result = transition()
+            finally:
+                self._autostarting = False
+            if result != TransitionCallbackReturn.SUCCESS:
+                return self.failure or f"{name} failed"
+        return None
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._load()
+        except (ValueError, OSError, ImportError, BackendUnavailable) as exc:
+            # A refusal (bad bundle or parameter, missing backend or converter): one clear line.
+            self.failure = str(exc) or type(exc).__name__
+            if not self._autostarting:
+                self.get_logger().error(f"cannot configure: {self.failure}")
+            self._unload()
+            return TransitionCallbackReturn.FAILURE
+        except Exception:  # a bug: keep its traceback
+            self.failure = "internal error while configuring (traceback above)"
+            self.get_logger().error(f"configure failed:\n{traceback.format_exc()}")
+            self._unload()
+            return TransitionCallbackReturn.FAILURE
+        self.failure = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # enables the lifecycle publishers
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
         self._publish_labels()
+        try:
+            self._start_serving()
+        except (ValueError, ImportError) as exc:  # e.g. sync: message_filters, not installed
+            self.failure = str(exc)
+            if not self._autostarting:
+                self.get_logger().error(f"cannot activate: {self.failure}")
+            self._stop_serving()
+            super().on_deactivate(state)
+            return TransitionCallbackReturn.FAILURE
+        inputs = ", ".join(self._topics.values())
+        self.get_logger().info(f"ready: listening on {inputs}")
+        return TransitionCallbackReturn.SUCCESS
 
-        in_qos = qos_profile_sensor_data if self.params.input_qos == "sensor_data" else 10
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
-        if self.segmenter.uses_aux:
-            self.sync = create_sync(
-                self,
-                [(Image, "rgb"), (Image, "aux")],
-                self._on_pair,
-                queue_size=self.params.queue_size,
-                slop_s=self.params.slop,
-                qos_profile=in_qos,
-                prefer=self.params.sync,
-                on_message=self._on_input,
-            )
-            self.get_logger().info(
-                f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)"
-            )
-        else:
-            self.sync = None
-            self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_serving()
+        self.get_logger().info("inactive: not listening, model kept loaded")
+        return super().on_deactivate(state)
 
-        self._running = True
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_serving()
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_serving()
+        self._unload()
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: configure may retry
+
+    def destroy_node(self) -> None:
+        """Safe in every state (also after a refused start)."""
+        self._stop_serving()
+        self._unload()
+        super().destroy_node()
+
+    def _load(self) -> None:
+        """Configure: converter, bundle, backend (warmed up) and publishers."""
+        self.converter = make_converter(self.params.image_codec)
+        path = self.params.bundle or str(default_bundle_path())
+        bundle = load_bundle(path)
+        backend, _ = load_backend(
+            bundle,
+            self.params.backend,
+            self.params.device,
+            self.params.precision,
+            logger=self.get_logger(),
+            threads=self.params.cpu_threads,
+            cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None,
+        )
+        try:
+            self.segmenter = Segmenter(bundle, backend)
+        except Exception:
+            backend.close()
+            raise
+        self.decoder = FrameDecoder(
+            self.segmenter.aux_modality,
+            self.segmenter.aux_encodings,
+            image_to_numpy=self.converter.image_to_numpy,
+        )
+        warm_up = self.segmenter.warm_up()
+        aux = self.segmenter.aux_modality or "none (RGB-only model)"
+        self.get_logger().info(
+            f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input "
+            f"{bundle.height}x{bundle.width}, aux: {aux}) with {backend.name} on "
+            f"{backend.device} [{backend.precision}]; warmed up in {warm_up:.2f} s"
+        )
+        out_qos = qos_profile(self.params.output_qos)
+        self.pubs = {
+            "mask": self.create_lifecycle_publisher(Image, "~/mask", out_qos),
+            "confidence": self.create_lifecycle_publisher(Image, "~/confidence", out_qos),
+            "confidence_float": self.create_lifecycle_publisher(
+                Image, "~/confidence_float", out_qos
+            ),
+            "overlay": self.create_lifecycle_publisher(Image, "~/overlay", out_qos),
+            "cloud": self.create_lifecycle_publisher(PointCloud2, "~/cloud", out_qos),
+        }
+        self._latched = {
+            "class_names": self.create_lifecycle_publisher(String, "~/class_names", LATCHED)
+        }
+        types = _label_info_type()
+        if types is not None:
+            self._latched["label_info"] = self.create_lifecycle_publisher(
+                types[0], "~/label_info", LATCHED
+            )
+        self.diagnostics_pub = self.create_lifecycle_publisher(DiagnosticArray, "/diagnostics", 10)
+
+    def _unload(self) -> None:
+        """Cleanup: publishers and the model (and its GPU memory)."""
+        for pub in [*self.pubs.values(), *self._latched.values()]:
+            self.destroy_lifecycle_publisher(pub)
+        if self.diagnostics_pub is not None:
+            self.destroy_lifecycle_publisher(self.diagnostics_pub)
+        self.pubs, self._latched, self.diagnostics_pub = {}, {}, None
+        if self.segmenter is not None:
+            self.segmenter.close()
+            self.segmenter = None
+        self.converter = self.decoder = None
+
+    def _start_serving(self) -> None:
+        """Activate: fresh mailboxes, workers, subscriptions and the diagnostics timer."""
+        # Stall clocks start now, with the model loaded: loading time is no silence.
+        self.aux_monitor.restart(self.clock())
+        self.geometry = cloud.CameraGeometry(self.resolve_topic_name("camera_info"))
+        self.gate.reset()  # a new session may start anywhere in time
+        self.slot, self.inferred = LatestSlot(), LatestSlot()
         self.workers = [
             threading.Thread(
                 target=self._serve,
@@ -149,60 +312,80 @@ class SegmentNode(Node):
         ]
         for worker in self.workers:
             worker.start()
-        self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
-        inputs = ", ".join(
-            self.resolve_topic_name(t)
-            for t in (("rgb", "aux", "camera_info") if self.sync else ("rgb", "camera_info"))
-        )
-        self.get_logger().info(f"ready: listening on {inputs}")
+        in_qos = qos_profile(self.params.input_qos)
+        self._inputs = [
+            self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
+        ]
+        if self.segmenter.uses_aux:
+            self.sync = create_sync(
+                self,
+                [(Image, "rgb"), (Image, "aux")],
+                self._on_pair,
+                queue_size=self.params.queue_size,
+                slop_s=self.params.slop,
+                qos_profile=in_qos,
+                prefer=self.params.sync,
+                on_message=self._on_input,
+            )
+            # (message_filters' Subscriber holds its rclpy subscription in .sub)
+            self._inputs += [getattr(sub, "sub", sub) for sub in self.sync.subscriptions]
+            self.get_logger().info(
+                f"pairing rgb and aux with {self.sync.backend} (slop {self.params.slop} s)"
+            )
+        else:
+            self._inputs.append(
+                self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
+            )
+        names = ("rgb", "aux", "camera_info") if self.sync else ("rgb", "camera_info")
+        self._topics = {name: self.resolve_topic_name(name) for name in names}
+        paired = ("rgb", "aux") if self.sync else ("rgb",)
+        self.rules = HealthRules(tuple(self._topics[n] for n in paired), self.clock())
+        self._timer = self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
 
-    # -- model lifecycle (configure/cleanup, so a lifecycle wrapper stays a thin layer) --------
+    def _stop_serving(self) -> None:
+        """Deactivate: no more input, the workers finish their frame and end."""
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs, self.sync = [], None
+        # In pipeline order, so nothing reaches the output stage after it has stopped.
+        for slot, worker in zip((self.slot, self.inferred), self.workers):
+            slot.close()
+            worker.join(timeout=10.0)
+            if worker.is_alive():
+                self._warning(f"{worker.name} did not finish within 10 s; left behind")
+        self.workers = []
 
-    def configure(self) -> None:
-        """Load the bundle and start its backend; logs what runs where and why."""
-        path = self.params.bundle or str(default_bundle_path())
-        bundle = load_bundle(path)
-        backend, _ = load_backend(
-            bundle,
-            self.params.backend,
-            self.params.device,
-            self.params.precision,
-            logger=self.get_logger(),
-            threads=self.params.cpu_threads,
-            cache_dir=Path(self.params.engine_cache_dir) if self.params.engine_cache_dir else None,
-        )
-        self.segmenter = Segmenter(bundle, backend)
-        warm_up = self.segmenter.warm_up()
-        aux = self.segmenter.aux_modality or "none (RGB-only model)"
-        self.get_logger().info(
-            f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input {bundle.height}x"
-            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]; "
-            f"warmed up in {warm_up:.2f} s"
-        )
+    # -- run-time parameters ------------------------------------------------------------------
 
-    def cleanup(self) -> None:
-        """Free the model (and its GPU memory)."""
-        if self.segmenter is not None:
-            self.segmenter.close()
-            self.segmenter = None
-
-    def destroy_node(self) -> None:
-        self._running = False
-        self.slot.close()
-        self.inferred.close()
-        for worker in self.workers:
-            worker.join(timeout=5.0)
-        self.cleanup()
-        super().destroy_node()
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        # Parameters that are not the node's own (use_sim_time, ...) are rclpy's business.
+        ours = {p.name: p.value for p in parameters if p.name in NODE_PARAMETERS}
+        try:
+            params = updated(self.params, ours)
+        except ValueError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.params = params  # one reference swap: the workers see old or new, never a mix
+        self.throttle.period = params.warn_throttle
+        self.aux_monitor.timeout = params.aux_timeout
+        if self.sync is not None:
+            if self.sync.backend == "builtin":
+                self.sync.synchronizer.slop_ns = slop_to_ns(params.slop)
+            else:
+                self.sync.synchronizer.slop = Duration(seconds=params.slop)
+        return SetParametersResult(successful=True)
 
     # -- inputs (executor threads: keep short) ------------------------------------------------
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        self.geometry.update(msg)
 
     def _on_input(self, index: int, msg: Image) -> None:
-        """Every rgb (index 0) and aux (index 1) message, before pairing: tracks aux health."""
-        now = time.monotonic()
+        """Every rgb (index 0) and aux (index 1) message, before pairing: tracks both streams."""
+        now = self.clock()
+        self.rules.seen(index, now, stamp_ns(msg))
         if index == 1:
             event = self.aux_monitor.seen(now)
             if event is not None:
@@ -237,16 +420,11 @@ class SegmentNode(Node):
     # -- the workers --------------------------------------------------------------------------
 
     def _serve(self, slot: LatestSlot, handle, failures: str) -> None:
-        """Worker loop: handle the newest item of `slot` until the node stops."""
-        while self._running:
-            item = slot.take(timeout=0.5)
-            if item is None:
-                continue
+        """Worker loop: handle the newest item of `slot` until the slot is closed."""
+        while (item := slot.take()) is not None:
             try:
                 handle(item)
-            except (
-                Exception
-            ) as exc:  # a model or output failure must not end the node; count and say it
+            except Exception as exc:  # a model or output failure must not end the node
                 self._bad(failures, f"frame skipped: {type(exc).__name__}: {exc}")
 
     def _wanted(self) -> dict[str, bool]:
@@ -257,24 +435,29 @@ class SegmentNode(Node):
         wanted = self._wanted()
         if not any(wanted.values()):
             return  # nobody listens: do no work
-        stamp = stamp_ns(frame.rgb)
-        if stamp == self._last_stamp and self._last_served_alone and frame.aux is not None:
-            # The first aux after a stall completes the pair of an rgb frame already served alone.
-            self.health.count("late_aux")
-            self._last_served_alone = False  # a second such pair is a camera fault (out of order)
+        admission = self.gate.admit(
+            stamp_ns(frame.rgb), self.get_clock().now().nanoseconds, with_aux=frame.aux is not None
+        )
+        if admission.jump is not None:
+            self.health.count("time_jumps")
+            self._warning(admission.jump)
+        if admission.verdict is Verdict.LATE_AUX:
+            self.health.count("late_aux")  # its rgb was served alone already
             return
-        if stamp <= self._last_stamp:
+        if admission.verdict is Verdict.OUT_OF_ORDER:
             self._bad(
                 "out_of_order",
                 "dropping a frame not newer than the last one served (stamps out of order)",
             )
             return
         started, started_cpu = time.perf_counter(), time.thread_time()
-        decoded = self._decode(frame)
-        if decoded is None:
+        decoded = self.decoder.decode(frame.rgb, frame.aux)
+        if decoded.problem is not None:
+            self._bad(decoded.problem.counter, decoded.problem.message)
+        if decoded.rgb is None:
             return
-        rgb, aux, aux_encoding = decoded
-        self._last_stamp, self._last_served_alone = stamp, aux is None
+        rgb, aux, aux_encoding = decoded.rgb, decoded.aux, decoded.aux_encoding
+        self.gate.served(admission, with_aux=aux is not None)
         camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
         inputs = self.segmenter.inputs(rgb, aux, aux_encoding, camera)
         inference_start, inference_start_cpu = time.perf_counter(), time.thread_time()
@@ -284,16 +467,27 @@ class SegmentNode(Node):
             inference_start_cpu - started_cpu, time.thread_time() - inference_start_cpu, 0.0
         )
         done = Inferred(
-            frame.rgb.header, stamp, rgb, aux, aux_encoding, camera, logits, wanted, wall, cpu
+            frame.rgb.header,
+            admission.stamp,
+            rgb,
+            aux,
+            aux_encoding,
+            logits,
+            wanted,
+            wall,
+            cpu,
         )
         if self.inferred.put(done):
             self.health.count("dropped_inferred")
 
     def _publish(self, frame: Inferred) -> None:
-        """Output stage: mask, confidence, overlay and cloud at the input resolution, for subscribers."""
+        """Output stage: mask, confidence, overlay and cloud at the input resolution.
+
+        Only the outputs someone subscribes to are made.
+        """
         started, started_cpu = time.perf_counter(), time.thread_time()
-        wanted, header, rgb = frame.wanted, frame.header, frame.rgb
-        seg = outputs.postprocess(frame.logits, rgb.shape[:2], upsampling=self.params.upsampling)
+        wanted, header, rgb, params = frame.wanted, frame.header, frame.rgb, self.params
+        seg = outputs.postprocess(frame.logits, rgb.shape[:2], upsampling=params.upsampling)
         mask = seg.mask
         if wanted["mask"]:
             self.pubs["mask"].publish(self.converter.numpy_to_image(mask, "mono8", header))
@@ -308,73 +502,40 @@ class SegmentNode(Node):
         if wanted["overlay"]:
             bundle = self.segmenter.bundle
             image = outputs.overlay(
-                rgb, mask, bundle.palette, self.params.overlay_alpha, bundle.void_indices
+                rgb, mask, bundle.palette, params.overlay_alpha, bundle.void_indices
             )
             self.pubs["overlay"].publish(self.converter.numpy_to_image(image, "rgb8", header))
         if wanted["cloud"]:
-            self._publish_cloud(header, frame.aux, frame.aux_encoding, frame.camera, mask, rgb)
+            self._publish_cloud(header, frame.aux, frame.aux_encoding, mask, rgb)
         now_ros = self.get_clock().now().nanoseconds
         wall = dataclasses.replace(frame.wall, output=time.perf_counter() - started)
         cpu = dataclasses.replace(frame.cpu, output=time.thread_time() - started_cpu)
         self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, wall, cpu)
 
-    def _decode(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None] | None:
-        """Messages -> (rgb uint8 HxWx3, raw aux or None, aux encoding); None if unusable."""
-        try:
-            rgb = to_rgb8(self.converter.image_to_numpy(frame.rgb), frame.rgb.encoding)
-        except ImageFormatError as exc:
-            self._bad("bad_image" if "encoding" not in str(exc) else "bad_encoding", f"rgb: {exc}")
-            return None
-        if frame.aux is None:
-            return rgb, None, None
-        encoding = frame.aux.encoding
-        if encoding not in self.segmenter.aux_encodings:
-            self._bad(
-                "bad_encoding",
-                f"aux encoding {encoding!r} cannot feed a {self.segmenter.aux_modality} "
-                f"model; expected one of {list(self.segmenter.aux_encodings)}",
-            )
-            return None
-        try:
-            aux = self.converter.image_to_numpy(frame.aux)
-        except ImageFormatError as exc:
-            self._bad("bad_image", f"aux: {exc}")
-            return None
-        if aux.shape[:2] != rgb.shape[:2]:
-            self._bad(
-                "size_mismatch",
-                f"rgb is {rgb.shape[1]}x{rgb.shape[0]} but aux is {aux.shape[1]}x"
-                f"{aux.shape[0]}: publish aux registered to the rgb camera "
-                "(e.g. aligned depth)",
-            )
-            return None
-        if encoding in DEPTH_ENCODINGS and not has_valid_depth(aux, encoding):
-            self._bad(
-                "aux_all_invalid",
-                "depth frame has no valid pixel: serving this frame from RGB alone",
-            )
-            return rgb, None, None
-        return rgb, aux, encoding
-
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
-        """The newest camera_info's K, scaled to the image size; None if there is none (usable)."""
-        if self._camera_info is None:
-            return None
+        """Return the newest camera_info's K scaled to the image size; None if none is usable.
+
+        Only HHA-encoded models need it; ~/cloud counts and reports a bad camera_info.
+        """
         try:
-            return cloud.intrinsics_from_camera_info(self._camera_info, width, height)
-        except ValueError as exc:
-            self._bad("bad_camera_info", f"ignoring camera_info: {exc}")
+            return self.geometry.intrinsics(width, height)
+        except cloud.CameraInfoError:
             return None
 
-    def _publish_cloud(self, header, aux, aux_encoding, camera, mask, rgb) -> None:
+    def _publish_cloud(self, header, aux, aux_encoding, mask, rgb) -> None:
         if aux is None or aux_encoding not in DEPTH_ENCODINGS:
             return  # a cloud needs depth: none this frame (RGB-only service or an IR model)
-        if camera is None:
-            self._bad("no_camera_info", "no camera_info received yet: ~/cloud needs it")
+        height, width = mask.shape
+        try:
+            rays = self.geometry.rays(width, height)  # distortion undone; cached per camera_info
+        except cloud.CameraInfoError as exc:
+            # The one message CameraGeometry gives while nothing came (serve-api.md).
+            none_yet = "no camera_info received yet" in str(exc)
+            counter = "no_camera_info" if none_yet else "bad_camera_info"
+            self._bad(counter, f"~/cloud: {exc}")
             return
         # Full-resolution metres only here: the model input converts the pixels it samples.
         depth_m = depth_to_metres(aux, aux_encoding)
-        rays = cloud.Rays.pinhole(camera, depth_m.shape[1], depth_m.shape[0])
         self.pubs["cloud"].publish(cloud.semantic_cloud(header, depth_m, rays, mask, rgb))
 
     # -- outputs that are not per frame -------------------------------------------------------
@@ -386,53 +547,44 @@ class SegmentNode(Node):
             "palette": [list(c) for c in bundle.palette],
             "void": list(bundle.void_indices),
         }
-        self.class_names_pub = self.create_publisher(String, "~/class_names", LATCHED)
-        self.class_names_pub.publish(String(data=json.dumps(names)))
+        self._latched["class_names"].publish(String(data=json.dumps(names)))
         types = _label_info_type()
         if types is not None:
             label_info_type, vision_class_type = types
-            self.label_info_pub = self.create_publisher(label_info_type, "~/label_info", LATCHED)
             msg = label_info_type()
             msg.class_map = [
                 vision_class_type(class_id=i, class_name=n) for i, n in enumerate(bundle.classes)
             ]
-            self.label_info_pub.publish(msg)
+            self._latched["label_info"].publish(msg)
+
+    def assess(self, now: float) -> Assessment:
+        """/diagnostics' level and message at `now` (the node's monotonic clock)."""
+        return self.rules.assess(
+            now,
+            self.health.counts(),
+            aux_stalled=self.sync is not None and self.aux_monitor.stalled,
+            rgb_only_fallback=self.params.rgb_only_fallback,
+        )
 
     def _publish_diagnostics(self) -> None:
         report = self.health.report(time.monotonic())
         backend = self.segmenter.backend if self.segmenter is not None else None
-        aux_ok = self.sync is None or not self.aux_monitor.stalled
+        assessment = self.assess(self.clock())
         status = DiagnosticStatus(
             name=f"{self.get_fully_qualified_name()}: segmentation",
             hardware_id=backend.device if backend else "",
+            level=bytes([assessment.level]),
+            message=assessment.message,
         )
-        problems = sum(
-            report[k]
-            for k in (
-                "bad_encoding",
-                "bad_image",
-                "size_mismatch",
-                "inference_errors",
-                "output_errors",
-            )
-        )
-        if not aux_ok:
-            status.level, status.message = (
-                DiagnosticStatus.WARN,
-                "aux stream stalled: serving RGB only",
-            )
-        elif problems:
-            status.level, status.message = (
-                DiagnosticStatus.WARN,
-                f"{problems} bad inputs or failures so far",
-            )
-        else:
-            status.level, status.message = DiagnosticStatus.OK, "ok"
+        aux_state = "not used"
+        if self.sync is not None:
+            aux_state = "stalled (rgb only)" if self.aux_monitor.stalled else "ok"
         values = {
             "backend": backend.name if backend else "none",
             "device": backend.device if backend else "",
             "precision": backend.precision if backend else "",
-            "aux": "stalled (rgb only)" if not aux_ok else ("ok" if self.sync else "not used"),
+            "aux": aux_state,
+            **assessment.values,
             **{k: (f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in report.items()},
         }
         if self.sync is not None:
@@ -456,43 +608,53 @@ class SegmentNode(Node):
 
     def _warning(self, message: str) -> None:
         logger = self.get_logger()
-        (getattr(logger, "warning", None) or logger.warn)(
-            message
-        )  # Humble's rclpy has only warn()
+        (getattr(logger, "warning", None) or logger.warn)(message)  # Humble has only warn()
 
 
 def main(args=None) -> None:
+    """Run the executable.
+
+    Refusals end in one "cannot start: ..." line and exit code 1; Ctrl-C (once or repeatedly)
+    in a clean exit 0.
+    """
     # OpenCV's own pool spins in sched_yield after every parallel call: 1-2 ms of CPU per 640x480
     # frame on 2 cores, taken from the backend and the other processes. The node's two workers
     # already overlap the stages, so OpenCV runs sequentially in each.
     cv2.setNumThreads(1)
     rclpy.init(args=args)
     node = None
+    refusal = None
     # Made before the node, so a Ctrl-C right after "ready" finds it whole (rclpy.spin would build
     # one lazily, and an executor interrupted in its constructor fails in its destructor).
     executor = SingleThreadedExecutor()
     try:
         node = SegmentNode()
         executor.add_node(node)
-        executor.spin()
+        if node.params.autostart:
+            refusal = node.start()
+        if refusal is None:
+            executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C: fall through to a clean shutdown
-    except (
-        OSError,
-        ValueError,
-        BackendUnavailable,
-    ) as exc:  # no bundle, a bad bundle or parameter, no backend
-        rclpy.logging.get_logger("ssma_segmentation").fatal(f"cannot start: {exc}")
-        raise SystemExit(1) from None
+    except ValueError as exc:  # a parameter refused before configure
+        refusal = str(exc)
     except Exception:
         if rclpy.ok():
             raise
         # Ctrl-C while starting up invalidates the context under the constructor: a normal stop.
     finally:
+        # A second Ctrl-C (a terminal and `ros2 launch` both send one) must not cut the cleanup.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         executor.shutdown()
         if node is not None:
             node.destroy_node()
+        if refusal is not None and rclpy.ok():  # Ctrl-C during start-up fails it: no refusal
+            rclpy.logging.get_logger(NAME).fatal(f"cannot start: {refusal}")
+        else:
+            refusal = None
         rclpy.try_shutdown()
+    if refusal is not None:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ from typing import Any
 
 from ssma_ros.serve.sync import ApproximateTimeSync, SyncStats
 
+#: What create_sync can be asked for (the node's `sync` parameter).
+SYNC_BACKENDS = ("auto", "message_filters", "builtin")
+
 
 @dataclass
 class SyncHandle:
@@ -73,8 +76,8 @@ def create_sync(
     Evicted/duplicate/out-of-order counts exist only for the built-in one; message_filters holds
     its matching lock during `callback`, so keep `callback` short either way.
     """
-    if prefer not in ("auto", "message_filters", "builtin"):
-        raise ValueError(f"prefer must be 'auto', 'message_filters' or 'builtin', got {prefer!r}")
+    if prefer not in SYNC_BACKENDS:
+        raise ValueError(f"prefer must be one of {SYNC_BACKENDS}, got {prefer!r}")
     if len(inputs) < 2:
         raise ValueError(f"need at least 2 inputs to synchronise, got {len(inputs)}")
     extra = {} if callback_group is None else {"callback_group": callback_group}

@@ -203,6 +203,10 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
     return array if code is None else cv2.cvtColor(array, code)
 
 
+#: What make_converter can be asked for (the node's `image_codec` parameter).
+CONVERTERS = ("auto", "cv_bridge", "numpy")
+
+
 class ImageConverter(Protocol):
     """What the node uses to convert images, whichever implementation is behind it."""
 
@@ -269,8 +273,8 @@ def make_converter(prefer: str = "auto") -> ImageConverter:
     prefer="numpy" never imports cv_bridge; prefer="cv_bridge" raises ImportError with a hint
     when it is missing.
     """
-    if prefer not in ("auto", "cv_bridge", "numpy"):
-        raise ValueError(f"prefer must be 'auto', 'cv_bridge' or 'numpy', got {prefer!r}")
+    if prefer not in CONVERTERS:
+        raise ValueError(f"prefer must be one of {CONVERTERS}, got {prefer!r}")
     if prefer == "numpy":
         return NumpyConverter()
     try:
