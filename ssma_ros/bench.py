@@ -22,13 +22,14 @@ from pathlib import Path
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "models" / "default"
 PAPER_NOTE = (
-    "Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA TITAN X "
-    "(Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` table."
+    "Reference point: the paper reports 101.95 ms for the full SSMA at 768x384 on an NVIDIA "
+    "TITAN X (Pascal) with its TensorFlow implementation; compare with the `full SSMA at 384x768` "
+    "table."
 )
 GPU_NOTE = (
-    "No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 and "
-    "onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the paper's 101.95 ms "
-    "(TITAN X Pascal, 768x384)."
+    "No GPU on this machine, so no GPU rows: on one, the same command adds torch CUDA fp32/fp16 "
+    "and onnxruntime CUDA to every table, and the full SSMA at 384x768 to compare with the "
+    "paper's 101.95 ms (TITAN X Pascal, 768x384)."
 )
 
 
@@ -72,7 +73,10 @@ def machine() -> str:
 def _variants(
     model, inputs, onnx_path: Path | None, threads: int
 ) -> dict[str, Callable[[], object]]:
-    """The ways to run one model here: torch eager, torch tuned for the CPU, onnxruntime; GPU ones."""
+    """The ways to run one model here.
+
+    Torch eager, torch tuned for the CPU, onnxruntime, and the GPU ones.
+    """
     import onnxruntime as ort
     import torch
 
@@ -158,7 +162,8 @@ def bench_models(args) -> list[tuple[str, dict[str, float]]]:
     cases.append(
         ("lite SSMA, unpruned", lambda: build_model("ssma", "lite", len(CLASSES)), 480, 640, True)
     )
-    # Full size on a CPU: torch only (its ONNX export alone takes minutes here); GPUs get every backend.
+    # Full size on a CPU: torch only (its ONNX export alone takes minutes here); GPUs get every
+    # backend.
     cases.append(
         (
             "full SSMA",
@@ -191,12 +196,16 @@ def bench_models(args) -> list[tuple[str, dict[str, float]]]:
             )
         params = count_params(model)[1]
         flops = count_flops(model.cpu().float(), height, width)
-        title = f"{name} at {height}x{width}: {params / 1e6:.2f} M params, {flops / 1e9:.2f} GFLOPs, median of {runs}"
+        title = (
+            f"{name} at {height}x{width}: {params / 1e6:.2f} M params, "
+            f"{flops / 1e9:.2f} GFLOPs, median of {runs}"
+        )
         print(f"\n{title}")
         base = medians["torch eager (cpu, fp32)"]
         for variant, seconds in medians.items():
             print(
-                f"  {variant:42s} {seconds * 1e3:9.1f} ms {1 / seconds:8.1f} fps  x{base / seconds:5.2f} vs eager"
+                f"  {variant:42s} {seconds * 1e3:9.1f} ms {1 / seconds:8.1f} fps  "
+                f"x{base / seconds:5.2f} vs eager"
             )
         results.append((title, medians))
     return results
@@ -207,8 +216,10 @@ NODE_RUNS = {"mask + confidence": ["--no-overlay"], "mask + confidence + overlay
 
 
 def bench_node(args) -> dict[str, dict]:
-    """segment_node on the synthetic camera, `args.repeats` times per NODE_RUNS entry (the
-    entries taking turns, so both see the same background load); the median of each figure.
+    """Median figures of segment_node on the synthetic camera over repeated runs.
+
+    It runs `args.repeats` times per NODE_RUNS entry (the entries taking turns, so both see the
+    same background load) and returns the median of each figure.
 
     The listener only times what arrives: on a small CPU a consumer's own work on each mask runs
     on the cores the node needs and shows up in the node's figures (ssma-demo, which scores every
@@ -241,7 +252,8 @@ def bench_node(args) -> dict[str, dict]:
             )
             figures[label].append(node_figures(demo.run(demo_args)))
             print(
-                f"  run {repeat + 1}/{args.repeats} ({label}): p95 {figures[label][-1]['latency_p95_ms']:.0f} ms, "
+                f"  run {repeat + 1}/{args.repeats} ({label}): "
+                f"p95 {figures[label][-1]['latency_p95_ms']:.0f} ms, "
                 f"overhead {100 * figures[label][-1]['overhead_share']:.0f} %"
             )
     runs = {label: combine(runs) for label, runs in figures.items()}
@@ -295,8 +307,10 @@ def node_figures(summary: dict) -> dict:
 
 
 def combine(runs: list[dict]) -> dict:
-    """Figures of repeated runs: the median of each number (text from the first run), and the
-    range of the two that carry targets, as `<name>_range` (min, max).
+    """Figures of repeated runs, combined into one set.
+
+    The median of each number (text from the first run), and the range of the two that carry
+    targets, as `<name>_range` (min, max).
     """
     combined = {}
     for key, value in runs[0].items():
@@ -314,7 +328,8 @@ def write_markdown(path: Path, models, node, command: str) -> None:
         "",
         f"Machine: {machine()}.",
         "",
-        f"Command: `{command}` (written by it; medians of interleaved runs after warm-up, batch 1).",
+        f"Command: `{command}` "
+        "(written by it; medians of interleaved runs after warm-up, batch 1).",
         "",
         GPU_NOTE if "GPU: none" in machine() else PAPER_NOTE,
         "",
@@ -337,12 +352,12 @@ def write_markdown(path: Path, models, node, command: str) -> None:
             "## segment_node end to end",
             "",
             f"`ssma-bench node`: the default bundle with onnxruntime on the CPU, a "
-            f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener that only "
-            "times what arrives in separate "
-            f"processes as on a robot, Fast DDS profile `{Path(first['dds_profile']).name}`. Each figure is "
-            f"the median of {first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
-            "brackets give the range over the runs. The CPU-time figures count the whole backend call only "
-            "with `--threads 1` (other threads of its pool are not the workers').",
+            f"{first['camera']} synthetic RGB-D camera over Fast DDS, camera, node and a listener "
+            "that only times what arrives in separate processes as on a robot, Fast DDS profile "
+            f"`{Path(first['dds_profile']).name}`. Each figure is the median of "
+            f"{first['repeats']} runs per set of subscribed outputs, the sets taking turns; "
+            "brackets give the range over the runs. The CPU-time figures count the whole backend "
+            "call only with `--threads 1` (other threads of its pool are not the workers').",
             "",
             "| figure | " + " | ".join(f"listening to {label}" for label in node) + " | target |",
             "|---|" + "---:|" * len(node) + "---|",
@@ -380,7 +395,8 @@ def write_markdown(path: Path, models, node, command: str) -> None:
             (
                 "the same in CPU time of the workers (inputs / outputs p50)",
                 lambda f: (
-                    f"{100 * f['overhead_cpu_share']:.1f} % ({_range(f, 'overhead_cpu_share', 100)}; "
+                    f"{100 * f['overhead_cpu_share']:.1f} % "
+                    f"({_range(f, 'overhead_cpu_share', 100)}; "
                     f"{f['input_cpu_p50_ms']:.1f} / {f['output_cpu_p50_ms']:.1f} ms)"
                 ),
                 "<= 15 %",

@@ -90,7 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--no-score",
         action="store_true",
-        help="only time the masks, do not score them (ssma-bench: no consumer work beside the node)",
+        help=(
+            "only time the masks, do not score them (ssma-bench: no consumer work beside the node)"
+        ),
     )
     p.add_argument(
         "--seed",
@@ -105,9 +107,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def use_large_image_transport() -> str:
-    """Point Fast DDS at config/fastdds_large_images.xml for this process and the node it starts,
-    unless a profile is set already; returns what is in effect. With Fast DDS's default 512 KiB
-    shared-memory segment, most 640x480 rgb8 frames are lost between processes under load.
+    """Point Fast DDS at config/fastdds_large_images.xml unless a profile is set already.
+
+    This holds for this process and the node it starts; returns what is in effect. With Fast
+    DDS's default 512 KiB shared-memory segment, most 640x480 rgb8 frames are lost between
+    processes under load.
     """
     names = (
         "FASTDDS_DEFAULT_PROFILES_FILE",
@@ -121,7 +125,8 @@ def use_large_image_transport() -> str:
         return (
             current if current == profile else f"{current} (yours)"
         )  # ours: set by an earlier run
-    # Fast DDS 2.x (Humble, Jazzy) reads only the old name; 3.x (Kilted, the pip wheels) warns on it.
+    # Fast DDS 2.x (Humble, Jazzy) reads only the old name; 3.x (Kilted, the pip wheels) warns
+    # on it.
     old_fast_dds = os.environ.get("ROS_DISTRO") in ("humble", "iron", "jazzy")
     os.environ[names[1] if old_fast_dds else names[0]] = profile
     return profile
@@ -274,7 +279,10 @@ def run(args) -> dict:
     diagnostics: dict[str, str] = {}
 
     def frame_of(msg: Image) -> tuple[int, tuple[int, str, float] | None]:
-        """The stamp and what the camera sent under it (it reports each frame before sending it)."""
+        """The stamp and what the camera sent under it.
+
+        The camera reports each frame before sending it.
+        """
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         with known:
             known.wait_for(lambda: stamp in truth, timeout=1.0)
@@ -369,8 +377,8 @@ def run(args) -> dict:
             time.sleep(0.1)
         camera_proc = start_camera(args, frames_file)
         print(
-            f"ssma-demo: node up; streaming {n_frames} distinct {args.condition} frames at {args.rate:g} Hz "
-            f"({width}x{height}) for {args.duration:g} s"
+            f"ssma-demo: node up; streaming {n_frames} distinct {args.condition} frames at "
+            f"{args.rate:g} Hz ({width}x{height}) for {args.duration:g} s"
         )
         rgb_only_before = None
         start = cpu_start = None
@@ -485,12 +493,14 @@ def print_summary(s: dict) -> None:
         f"({s['output_rate_hz']:.1f} Hz out); node dropped {node['dropped_stale']} stale pairs"
     )
     print(
-        f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, p95 {s['latency_p95_ms']:.0f} ms "
+        f"latency       stamp-to-mask p50 {s['latency_p50_ms']:.0f} ms, "
+        f"p95 {s['latency_p95_ms']:.0f} ms "
         f"(node p50: inputs {node['input_p50_ms']} ms, inference {node['inference_p50_ms']} ms, "
         f"outputs {node['output_p50_ms']} ms)"
     )
     print(
-        f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served, all its threads (workers p50: "
+        f"node CPU      {s['node_cpu_ms_per_frame']:.1f} ms per frame served, all its threads "
+        "(workers p50: "
         f"inputs {node['input_cpu_p50_ms']} ms, inference {node['inference_cpu_p50_ms']} ms, "
         f"outputs {node['output_cpu_p50_ms']} ms)"
     )
@@ -500,16 +510,18 @@ def print_summary(s: dict) -> None:
         for phase in PHASES:
             if phase in s["miou_by_phase"]:
                 print(
-                    f"  {phase:14s} mIoU {s['miou_by_phase'][phase]:.1f} % over {s['frames_by_phase'][phase]} frames"
+                    f"  {phase:14s} mIoU {s['miou_by_phase'][phase]:.1f} % "
+                    f"over {s['frames_by_phase'][phase]} frames"
                 )
         print(
-            f"fallback      {s.get('rgb_only_frames_during_drop', 0)} frames served from RGB alone while depth "
-            f"was off; aux state at the end: {node['aux']}"
+            f"fallback      {s.get('rgb_only_frames_during_drop', 0)} frames served from RGB "
+            f"alone while depth was off; aux state at the end: {node['aux']}"
         )
     if "picture" in s:
         print(f"picture       {s['picture']}")
     print(
-        f"details       {Path(s.get('picture', 'demo_out/x')).parent / 'summary.json'}, node log beside it"
+        f"details       {Path(s.get('picture', 'demo_out/x')).parent / 'summary.json'}, "
+        "node log beside it"
     )
 
 

@@ -42,7 +42,10 @@ def save_frames(
     depth_m: list[np.ndarray],
     cameras: list[tuple[float, float, float, float]],
 ) -> None:
-    """Write frames for this camera: depth in metres (NaN/inf invalid) becomes 16UC1 millimetres."""
+    """Write frames for this camera.
+
+    Depth in metres (NaN/inf invalid) becomes 16UC1 millimetres.
+    """
     depth_mm = [
         np.where(np.isfinite(d), np.round(d * 1000.0), 0).clip(0, 65535).astype(np.uint16)
         for d in depth_m
@@ -100,7 +103,8 @@ def run(args) -> int:
         while node.count_subscribers(pubs["rgb"].topic_name) == 0:
             if time.monotonic() > deadline:
                 print(
-                    f"sim_camera: nobody subscribed to {pubs['rgb'].topic_name} in {args.wait:g} s",
+                    f"sim_camera: nobody subscribed to {pubs['rgb'].topic_name} "
+                    f"in {args.wait:g} s",
                     file=sys.stderr,
                 )
                 return 1

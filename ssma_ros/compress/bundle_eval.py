@@ -3,9 +3,9 @@
 Path per frame, exactly as in the ROS node: `load_bundle` -> `load_backend` (ONNX Runtime on
 the CPU, fp32) -> `Segmenter.inputs(rgb, aux)` (the shared `Preprocess`: resize, aux encoding,
 normalisation) -> `Segmenter.infer` -> argmax. "RGB only" calls `Segmenter.inputs(rgb)` without
-aux, so the segmenter feeds the blank aux image, as the node does when the aux stream stalls. Labels are
-resized to the network input as in training (nearest), and the metrics are those of training
-(`ConfusionMeter`: void ignored, classes absent from labels and predictions left out).
+aux, so the segmenter feeds the blank aux image, as the node does when the aux stream stalls.
+Labels are resized to the network input as in training (nearest), and the metrics are those of
+training (`ConfusionMeter`: void ignored, classes absent from labels and predictions left out).
 
     python -m ssma_ros.compress.bundle_eval models/default --split test --count 50 \
         --conditions clear fog night glare rain
@@ -51,9 +51,11 @@ def evaluate_bundle(
     rgb_only: bool = True,
     threads: int = 1,
 ) -> BundleScores:
-    """Metrics of the bundle on synthetic frames `first .. first + count - 1` of `split` for each
-    condition (adverse ones at `strength`), with aux and, if `rgb_only`, without it. Frames are
-    rendered at the bundle's input size with the scene seed it was trained with.
+    """Metrics of the bundle on synthetic frames, per condition, with aux and optionally without.
+
+    The frames are `first .. first + count - 1` of `split`, for each condition (adverse ones at
+    `strength`), with aux and, if `rgb_only`, without it. Frames are rendered at the bundle's
+    input size with the scene seed it was trained with.
     """
     bundle = load_bundle(bundle_path)
     preprocess_aux = (bundle.preprocess.get("aux") or {}).get("modality")

@@ -37,8 +37,10 @@ def interleaved_latency(
     warmup: int = 5,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Median latency in milliseconds of each ONNX file (random float32 inputs of its own
-    static shapes), measured in `runs` interleaved rounds after `warmup` rounds.
+    """Median latency in milliseconds of each ONNX file.
+
+    Inputs are random float32 of each file's own static shapes; the files are measured in `runs`
+    interleaved rounds after `warmup` rounds.
     """
     import onnxruntime as ort
 

@@ -78,7 +78,10 @@ class GpuInfo:
 
 
 def gpu_info(index: int = 0) -> GpuInfo:
-    """Name and compute capability of CUDA device `index` (through torch, which also owns the buffers)."""
+    """Name and compute capability of CUDA device `index`.
+
+    Read through torch, which also owns the buffers.
+    """
     try:
         import torch
     except ImportError as exc:
@@ -127,13 +130,20 @@ def engine_cache_key(
 
 
 def always_strongly_typed(trt: Any) -> bool:
-    """TensorRT 11 dropped the FP16 builder flag: networks are strongly typed, precision is in the ONNX."""
+    """Whether this TensorRT always builds strongly typed networks.
+
+    TensorRT 11 dropped the FP16 builder flag: networks are strongly typed, precision is in the
+    ONNX.
+    """
     return not hasattr(trt.BuilderFlag, "FP16")
 
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """Everything that decides one engine: which ONNX, how it is typed, and where the plan lives."""
+    """Everything that decides one engine.
+
+    Which ONNX, how it is typed, and where the plan lives.
+    """
 
     bundle_path: Path
     onnx_path: Path
@@ -172,8 +182,9 @@ def engine_spec(
     if precision == "fp16" and strongly_typed:
         if bundle.onnx_fp16_path is None:
             raise EngineBuildError(
-                f"TensorRT {trt.__version__} builds FP16 only from an FP16 ONNX and bundle {bundle.path} has no "
-                f"{ONNX_FP16_FILE}: re-export it with ssma-export --fp16, or use --precision fp32"
+                f"TensorRT {trt.__version__} builds FP16 only from an FP16 ONNX and bundle "
+                f"{bundle.path} has no {ONNX_FP16_FILE}: re-export it with ssma-export --fp16, "
+                "or use --precision fp32"
             )
         onnx_name = ONNX_FP16_FILE
     sha = bundle.files[onnx_name]
@@ -195,7 +206,10 @@ def engine_spec(
 
 
 def trtexec_command(spec: EngineSpec, workspace_mib: int = DEFAULT_WORKSPACE_MIB) -> str:
-    """The trtexec call that builds the same engine (for a verbose log, profiling or a shell-only target)."""
+    """The trtexec call that builds the same engine.
+
+    For a verbose log, profiling or a shell-only target.
+    """
     parts = [TRTEXEC, f"--onnx={spec.onnx_path}", f"--saveEngine={spec.plan_path}"]
     if spec.strongly_typed:
         parts.append("--stronglyTyped")
@@ -213,7 +227,8 @@ def format_parser_errors(parser: Any, onnx_path: Path) -> str:
     for i in range(parser.num_errors):
         error = parser.get_error(i)
         lines.append(
-            f"  node #{error.node()} {error.node_name()!r} ({error.node_operator()}): {error.desc()}"
+            f"  node #{error.node()} {error.node_name()!r} ({error.node_operator()}): "
+            f"{error.desc()}"
         )
     lines.append(
         "An operator TensorRT lacks must be rewritten in the PyTorch model; an input that must be "
@@ -269,11 +284,12 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(
-            f"TensorRT could not build an engine from {spec.onnx_path} ({spec.precision}, workspace "
-            f'{workspace_mib} MiB). This is most often GPU memory ("Could not find any implementation" '
-            'and "out of memory" in the log above): lower --workspace-mib, stop other GPU processes (on '
-            "Jetson the GPU shares memory with the CPU: stop the ROS graph), or build FP16. For a verbose "
-            f"log run:\n  {trtexec_command(spec, workspace_mib)} --verbose"
+            f"TensorRT could not build an engine from {spec.onnx_path} ({spec.precision}, "
+            f"workspace {workspace_mib} MiB). This is most often GPU memory "
+            '("Could not find any implementation" and "out of memory" in the log above): lower '
+            "--workspace-mib, stop other GPU processes (on Jetson the GPU shares memory with the "
+            "CPU: stop the ROS graph), or build FP16. For a verbose log run:\n  "
+            f"{trtexec_command(spec, workspace_mib)} --verbose"
         )
     _atomic_write(spec.timing_cache, memoryview(config.get_timing_cache().serialize()))
     _atomic_write(spec.plan_path, memoryview(plan))
@@ -336,7 +352,9 @@ def ensure_engine(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="ssma-build-engine",
-        description="Build (or find in the cache) the TensorRT engine of a model bundle on this GPU.",
+        description=(
+            "Build (or find in the cache) the TensorRT engine of a model bundle on this GPU."
+        ),
     )
     parser.add_argument("bundle", type=Path, help="bundle folder (model.onnx + bundle.json)")
     parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")

@@ -50,8 +50,10 @@ def build_decoder(config: ModelConfig, num_classes: int, attention: bool) -> Dec
 
 
 class AdapNetPP(nn.Module):
-    """Unimodal AdapNet++. `forward(x)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4,
-    aux 1/8) in train mode, all at the input resolution.
+    """Unimodal AdapNet++.
+
+    `forward(x)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4, aux 1/8) in train mode, all
+    at the input resolution.
     """
 
     arch = "adapnet"

@@ -36,9 +36,11 @@ _PLAIN = (bool, int, float, str, type(None))
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, pruned: bool = False, **meta: Any) -> Path:
-    """Write `model` (built by `build_model`, possibly pruned with Torch-Pruning when
-    `pruned=True`) and free `meta` to `path`. Meta values must be weights_only-loadable:
-    tensors, numbers, strings, None, and lists/tuples/dicts of those.
+    """Write `model` and free `meta` to `path`.
+
+    `model` is built by `build_model`, possibly pruned with Torch-Pruning when `pruned=True`. Meta
+    values must be weights_only-loadable: tensors, numbers, strings, None, and lists/tuples/dicts
+    of those.
     """
     clash = sorted(set(meta) & set(RESERVED))
     if clash:
@@ -67,6 +69,7 @@ def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint (in eval mode) and return it with the free meta.
+
     arch, config and num_classes are available on the model itself.
     """
     record = torch.load(path, map_location=map_location, weights_only=True)
@@ -141,6 +144,7 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(v, f"{where}[{k!r}]")
         return
     raise TypeError(
-        f"checkpoint meta {where} is a {type(value).__name__}, which torch.load(weights_only=True) "
-        "rejects; convert it to tensors, numbers, strings, lists or dicts (e.g. arr.tolist())"
+        f"checkpoint meta {where} is a {type(value).__name__}, which "
+        "torch.load(weights_only=True) rejects; convert it to tensors, numbers, strings, lists or "
+        "dicts (e.g. arr.tolist())"
     )

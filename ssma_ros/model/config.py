@@ -12,7 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-#: Total down-sampling of the encoder. The decoder up-samples by exactly x2, x2, x4, so it is fixed.
+#: Total down-sampling of the encoder. The decoder up-samples by exactly x2, x2, x4, so it is
+#: fixed.
 OUTPUT_STRIDE = 16
 
 

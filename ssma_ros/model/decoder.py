@@ -8,13 +8,15 @@ from torch import nn
 
 from ssma_ros.model.layers import conv_bn, deconv_bn
 
-#: What a model returns in train mode: logits, aux head at 1/4, aux head at 1/8 (all at input size).
+#: What a model returns in train mode: logits, aux head at 1/4, aux head at 1/8 (all at input
+#: size).
 TrainOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class SkipAttention(nn.Module):
-    """SSMA decoder attention: ReLU(BN(1x1(GAP(decoder features)))) scales the fused skip's
-    channels. The released code uses ReLU, not a sigmoid, so the scale is unbounded above.
+    """SSMA decoder attention: a per-channel scale of the fused skip from the decoder features.
+
+    The scale is ReLU(BN(1x1(GAP(decoder features)))). The released code uses ReLU, not a sigmoid, so the scale is unbounded above.
     """
 
     def __init__(self, decoder_ch: int, skip_ch: int) -> None:
@@ -27,8 +29,10 @@ class SkipAttention(nn.Module):
 
 
 class Decoder(nn.Module):
-    """1/16 -> deconv x2 (+ skip b2) -> two 3x3 -> deconv x2 (+ skip b1) -> two 3x3 -> 1x1 -> C
-    -> deconv x4. Skips arrive already projected to `skip_ch` channels (by the expert or fusion).
+    """The decoder: from the 1/16 features up to class logits at the input size.
+
+    1/16 -> deconv x2 (+ skip b2) -> two 3x3 -> deconv x2 (+ skip b1) -> two 3x3 -> 1x1 -> C ->
+    deconv x4. Skips arrive already projected to `skip_ch` channels (by the expert or fusion).
     """
 
     def __init__(

@@ -1,5 +1,7 @@
-"""Fusion baselines the paper compares SSMA against: early (channel stacking) and late
-(averaged logits of two unimodal streams). Both take `forward(rgb, aux)` like SSMA.
+"""Fusion baselines the paper compares SSMA against.
+
+Early (channel stacking) and late (averaged logits of two unimodal streams). Both take
+`forward(rgb, aux)` like SSMA.
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ class EarlyFusion(nn.Module):
 
 
 class LateFusion(nn.Module):
-    """Two AdapNet++ streams; the fused output is the mean of their logits (and, in training,
-    of their auxiliary heads, so the same loss applies).
+    """Two AdapNet++ streams; the fused output is the mean of their logits.
+
+    In training, it is also the mean of their auxiliary heads, so the same loss applies.
     """
 
     arch = "late"

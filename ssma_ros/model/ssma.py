@@ -55,8 +55,10 @@ def ssma_block_skip(channels: int, eta: int) -> SSMABlock:
 
 
 class SSMA(nn.Module):
-    """`forward(rgb, aux)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4, aux 1/8) in
-    train mode, all at the input resolution.
+    """The SSMA network: two AdapNet++ experts fused by SSMA blocks, and one decoder.
+
+    `forward(rgb, aux)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4, aux 1/8) in train
+    mode, all at the input resolution.
     """
 
     arch = "ssma"
@@ -114,8 +116,9 @@ def build_ssma(config: ModelConfig, num_classes: int) -> SSMA:
 
 @contextmanager
 def capture_gates(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Collect the gate `s` of every SSMA block during forwards inside the `with` body,
-    keyed by the block's module name (e.g. "fuse_aspp"); hooks are removed on exit.
+    """Collect the gate `s` of every SSMA block during forwards inside the `with` body.
+
+    Gates are keyed by the block's module name (e.g. "fuse_aspp"); hooks are removed on exit.
     """
     gates: dict[str, torch.Tensor] = {}
     handles = []

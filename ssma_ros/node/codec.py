@@ -173,7 +173,8 @@ _TO_RGB = {
 
 
 def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
-    """Any colour or mono image as an H x W x 3 RGB uint8 array (the network's colour input):
+    """Any colour or mono image as an H x W x 3 RGB uint8 array (the network's colour input).
+
     `array` itself when it is one already (the decoders return fresh arrays, so no copy is
     needed), a new array otherwise.
 

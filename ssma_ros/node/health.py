@@ -23,7 +23,7 @@ COUNTERS = (
     "bad_image",  # truncated or inconsistent Image messages
     "size_mismatch",  # rgb and aux of different sizes
     "out_of_order",  # a pair older than the last one served
-    "late_aux",  # pairs whose rgb frame had been served alone just before (aux came back): not served twice
+    "late_aux",  # pairs whose rgb frame was just served alone (aux came back): not served twice
     "aux_all_invalid",  # depth frames without a single valid pixel (served as RGB only)
     "no_camera_info",  # frames that could not make ~/cloud for want of camera_info
     "bad_camera_info",  # camera_info messages without a usable K
@@ -87,9 +87,11 @@ class Throttle:
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Seconds one frame spent decoding + encoding its inputs, in the backend call, and making +
-    publishing its outputs: wall-clock, or the CPU time of the worker thread that ran the stage
-    (the difference is time the thread waited for a core or for the interpreter lock).
+    """Seconds one frame spent in each stage: inputs, backend call, outputs.
+
+    The stages are decoding + encoding its inputs, the backend call, and making + publishing its
+    outputs; wall-clock, or the CPU time of the worker thread that ran the stage (the difference
+    is time the thread waited for a core or for the interpreter lock).
     """
 
     inputs: float
@@ -126,10 +128,11 @@ class Health:
             return dict(self._counts)
 
     def report(self, now: float) -> dict[str, float | int]:
-        """Counters, output rate, and p50/p95 (ms) over the recent window of: latency (input stamp
-        to publish), input (decoding and encoding), inference (the backend call), output (making
-        and publishing the outputs) and process (all three); each stage also as CPU time
-        (`input_cpu_p50_ms`, ...).
+        """Counters, output rate, and p50/p95 (ms) of latency and of each stage, recent window.
+
+        The p50/p95 figures are those of: latency (input stamp to publish), input (decoding and
+        encoding), inference (the backend call), output (making and publishing the outputs) and
+        process (all three); each stage also as CPU time (`input_cpu_p50_ms`, ...).
         """
         with self._lock:
             out: dict[str, float | int] = dict(self._counts)

@@ -59,7 +59,11 @@ class NodeParams:
     upsampling: str = field(
         default="nearest",
         metadata={
-            "help": "nearest (mask and confidence at the network resolution, then nearest-neighbour up: fast) | bilinear (class scores interpolated to the input size before the argmax: smoother borders, slower)"
+            "help": (
+                "nearest (mask and confidence at the network resolution, then nearest-neighbour "
+                "up: fast) | bilinear (class scores interpolated to the input size before the "
+                "argmax: smoother borders, slower)"
+            )
         },
     )
     overlay_alpha: float = field(

@@ -174,8 +174,9 @@ class SegmentNode(Node):
         warm_up = self.segmenter.warm_up()
         aux = self.segmenter.aux_modality or "none (RGB-only model)"
         self.get_logger().info(
-            f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, input {bundle.height}x"
-            f"{bundle.width}, aux: {aux}) with {backend.name} on {backend.device} [{backend.precision}]; "
+            f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, "
+            f"input {bundle.height}x{bundle.width}, aux: {aux}) with {backend.name} on "
+            f"{backend.device} [{backend.precision}]; "
             f"warmed up in {warm_up:.2f} s"
         )
 
@@ -289,7 +290,10 @@ class SegmentNode(Node):
             self.health.count("dropped_inferred")
 
     def _publish(self, frame: Inferred) -> None:
-        """Output stage: mask, confidence, overlay and cloud at the input resolution, for subscribers."""
+        """Output stage: mask, confidence, overlay and cloud at the input resolution.
+
+        Each is made only for its subscribers.
+        """
         started, started_cpu = time.perf_counter(), time.thread_time()
         wanted, header, rgb = frame.wanted, frame.header, frame.rgb
         seg = outputs.postprocess(frame.logits, rgb.shape[:2], upsampling=self.params.upsampling)

@@ -81,8 +81,8 @@ def load_engine(
     engine = runtime.deserialize_cuda_engine(spec.plan_path.read_bytes())
     if engine is None and not built and allow_build:
         log.warning(
-            f"TensorRT refused the cached engine {spec.plan_path} (another TensorRT version or GPU, "
-            "or a damaged file); rebuilding it"
+            f"TensorRT refused the cached engine {spec.plan_path} "
+            "(another TensorRT version or GPU, or a damaged file); rebuilding it"
         )
         ensure_engine(trt, spec, workspace_mib=workspace_mib, force=True, logger=log)
         engine = runtime.deserialize_cuda_engine(spec.plan_path.read_bytes())

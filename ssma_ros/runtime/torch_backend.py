@@ -32,7 +32,10 @@ def _no_checkpoint(bundle: Bundle) -> str:
 
 
 def why_unavailable(bundle: Bundle, device_kind: str) -> str | None:
-    """None when this backend can run the bundle on `device_kind` ('cpu'/'cuda') here, else why not."""
+    """Why this backend cannot run the bundle on `device_kind` ('cpu'/'cuda') here.
+
+    None when it can.
+    """
     if bundle.checkpoint_path is None:
         return _no_checkpoint(bundle)
     try:
