@@ -16,7 +16,8 @@ TrainOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 class SkipAttention(nn.Module):
     """SSMA decoder attention: a per-channel scale of the fused skip from the decoder features.
 
-    The scale is ReLU(BN(1x1(GAP(decoder features)))). The released code uses ReLU, not a sigmoid, so the scale is unbounded above.
+    The scale is ReLU(BN(1x1(GAP(decoder features)))). The released code uses ReLU, not a sigmoid,
+    so the scale is unbounded above.
     """
 
     def __init__(self, decoder_ch: int, skip_ch: int) -> None:

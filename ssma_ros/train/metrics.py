@@ -24,7 +24,10 @@ import torch.distributed as dist
 def confusion_matrix(
     pred: torch.Tensor, target: torch.Tensor, num_classes: int, void_index: int | None = 0
 ) -> torch.Tensor:
-    """(C, C) int64 counts of (ground truth, prediction) pairs; void and out-of-range GT dropped."""
+    """(C, C) int64 counts of (ground truth, prediction) pairs.
+
+    Pixels of void and of out-of-range ground truth are dropped.
+    """
     if pred.shape != target.shape:
         raise ValueError(
             f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
@@ -47,7 +50,10 @@ def confusion_matrix(
 
 @dataclass(frozen=True)
 class SegMetrics:
-    """Scores of one evaluation. `iou[c]` is NaN for void and for classes absent from GT and predictions."""
+    """Scores of one evaluation.
+
+    `iou[c]` is NaN for void and for classes absent from GT and predictions.
+    """
 
     miou: float
     iou: list[float]
