@@ -1,5 +1,7 @@
-"""ssma-demo, the README's first command: a short real run (node and camera processes over DDS),
-the camera process, and the Fast DDS profile it uses for camera-sized images.
+"""ssma-demo, the README's first command.
+
+A short real run (node and camera processes over DDS), the camera process, and the Fast DDS
+profile it uses for camera-sized images.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE
 
 @pytest.fixture
 def no_dds_profile(monkeypatch):
-    """No profile set; whatever the demo sets is undone afterwards (setenv records the original)."""
+    """No profile set; whatever the demo sets is undone afterwards.
+
+    setenv records the original.
+    """
     for name in PROFILE_VARS:
         monkeypatch.setenv(name, "unset")
         monkeypatch.delenv(name)

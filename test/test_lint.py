@@ -1,5 +1,7 @@
-"""The code conventions as tests: ruff (the rules of ruff.toml, as ament_flake8 and
-ament_pep257 would check them in `colcon test`) and the module-size rule.
+"""The code conventions as tests: ruff and the module-size rule.
+
+Ruff checks the rules of ruff.toml, as ament_flake8 and ament_pep257 would check them in
+`colcon test`.
 """
 
 import subprocess

@@ -414,7 +414,10 @@ def test_bad_parameter_is_refused(ros_context, tiny_bundle):
 
 
 def test_entry_point_starts_and_stops_cleanly_on_sigint(tiny_bundle):
-    """The installed executable: starts with a parameter file, logs what it serves, exits 0 on Ctrl-C."""
+    """The installed executable.
+
+    It starts with a parameter file, logs what it serves, and exits 0 on Ctrl-C.
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -484,10 +487,18 @@ def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
 
 
 def test_entry_point_runs_opencv_sequentially(tmp_path):
-    """OpenCV's pool would spin beside the backend: the executable turns it off before anything runs."""
+    """The executable turns OpenCV's thread pool off before anything runs.
+
+    OpenCV's pool would spin beside the backend.
+    """
     code = (
-        "import sys, cv2\nfrom ssma_ros.node import segment_node\nassert cv2.getNumThreads() > 1 or "
-        "__import__('os').cpu_count() == 1\ntry:\n    segment_node.main(sys.argv)\nexcept SystemExit:\n    pass\n"
+        "import sys, cv2\n"
+        "from ssma_ros.node import segment_node\n"
+        "assert cv2.getNumThreads() > 1 or __import__('os').cpu_count() == 1\n"
+        "try:\n"
+        "    segment_node.main(sys.argv)\n"
+        "except SystemExit:\n"
+        "    pass\n"
         "print('opencv threads', cv2.getNumThreads())"
     )
     cmd = [sys.executable, "-c", code, "--ros-args", "-p", f"bundle:={tmp_path / 'nope'}"]

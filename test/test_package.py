@@ -1,4 +1,7 @@
-"""The package as ROS 2 and pip see it: package.xml, data files, entry points, a real DDS round trip."""
+"""The package as ROS 2 and pip see it.
+
+package.xml, data files, entry points, and a real DDS round trip.
+"""
 
 import ast
 import time

@@ -1,5 +1,7 @@
-"""Structured pruning: dependency groups across residual adds, the SSMA concat + gate + multiply,
-excluded layers, fine-tuning, checkpoints, ONNX export and the ssma-prune CLI, on tiny networks.
+"""Structured pruning on tiny networks.
+
+Dependency groups across residual adds, the SSMA concat + gate + multiply, excluded layers,
+fine-tuning, checkpoints, ONNX export and the ssma-prune CLI.
 """
 
 from __future__ import annotations
@@ -10,23 +12,24 @@ import csv
 import pytest
 import torch
 
-tp = pytest.importorskip("torch_pruning")
-
-from ssma_ros.compress import cli  # noqa: E402
-from ssma_ros.compress.finetune import Distillation, distillation_loss, finetune  # noqa: E402
+from ssma_ros.compress import cli
+from ssma_ros.compress.finetune import Distillation, distillation_loss, finetune
 from ssma_ros.compress.prune import (
     ChannelPruner,
     accumulate_gradients,
-    excluded_layers,  # noqa: E402
+    excluded_layers,
     frozen_statistics,
     masked_reference,
 )
-from ssma_ros.compress.report import StepResult, choose  # noqa: E402
-from ssma_ros.data.preprocess import Preprocess  # noqa: E402
-from ssma_ros.data.synthetic import CLASSES, PALETTE  # noqa: E402
-from ssma_ros.model import SegLoss, build_model, load_checkpoint, save_checkpoint  # noqa: E402
-from ssma_ros.model.info import count_params  # noqa: E402
-from ssma_ros.train.config import TrainConfig  # noqa: E402
+from ssma_ros.compress.report import StepResult, choose
+from ssma_ros.data.preprocess import Preprocess
+from ssma_ros.data.synthetic import CLASSES, PALETTE
+from ssma_ros.model import SegLoss, build_model, load_checkpoint, save_checkpoint
+from ssma_ros.model.info import count_params
+from ssma_ros.train.config import TrainConfig
+
+# ssma_ros imports torch_pruning only where it prunes; these tests need it throughout.
+tp = pytest.importorskip("torch_pruning")
 
 # Every structural element of lite (multiscale units, shortcuts, eASPP, SSMA at three levels,
 # attention, aux heads) at a size that prunes, trains and exports in seconds.
@@ -130,7 +133,8 @@ def test_ssma_gate_group_is_coupled_with_both_experts(pruned) -> None:
     ):
         rgb = model.rgb_expert.get_submodule(level).out_channels
         aux = model.aux_expert.get_submodule(level).out_channels
-        # concat(rgb, aux) -> down; gate `up` has one channel per concatenated channel; projection reads x * gate.
+        # concat(rgb, aux) -> down; gate `up` has one channel per concatenated channel;
+        # projection reads x * gate.
         assert block.down.in_channels == block.up.out_channels == rgb + aux
         assert (
             block.project.get_submodule("0" if level.startswith("easpp") else "").in_channels
@@ -167,7 +171,8 @@ def test_masked_reference_catches_a_wrong_coupling(pruned) -> None:
 
 
 def test_pruned_model_trains_and_round_trips(pruned, tmp_path) -> None:
-    # ONNX export of pruned models is checked by the CLI test (every step is exported and compared).
+    # ONNX export of pruned models is checked by the CLI test (every step is exported and
+    # compared).
     model, _, _, _ = pruned
     model = copy.deepcopy(model)
     losses = finetune(model, iter(random_batches(3, 6, 50)), SegLoss(), 3, lr=1e-3)

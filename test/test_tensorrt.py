@@ -63,8 +63,9 @@ def fake_tensorrt(
 ) -> types.ModuleType:
     """A `tensorrt` module of `version` ("10.3.0.30" has BuilderFlag.FP16, "11.x" does not).
 
-    `trt.calls` records the API calls. Plans are b"plan:<version>:<onnx file name>", and the runtime
-    only deserializes plans of its own version, as real TensorRT refuses another version's plan.
+    `trt.calls` records the API calls. Plans are b"plan:<version>:<onnx file name>", and the
+    runtime only deserializes plans of its own version, as real TensorRT refuses another
+    version's plan.
     """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
