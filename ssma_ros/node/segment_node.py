@@ -176,8 +176,7 @@ class SegmentNode(Node):
         self.get_logger().info(
             f"serving {bundle.name} ({bundle.arch}, {bundle.num_classes} classes, "
             f"input {bundle.height}x{bundle.width}, aux: {aux}) with {backend.name} on "
-            f"{backend.device} [{backend.precision}]; "
-            f"warmed up in {warm_up:.2f} s"
+            f"{backend.device} [{backend.precision}]; warmed up in {warm_up:.2f} s"
         )
 
     def cleanup(self) -> None:
@@ -290,10 +289,7 @@ class SegmentNode(Node):
             self.health.count("dropped_inferred")
 
     def _publish(self, frame: Inferred) -> None:
-        """Output stage: mask, confidence, overlay and cloud at the input resolution.
-
-        Each is made only for its subscribers.
-        """
+        """Output stage: mask, confidence, overlay, cloud at input resolution, for subscribers."""
         started, started_cpu = time.perf_counter(), time.thread_time()
         wanted, header, rgb = frame.wanted, frame.header, frame.rgb
         seg = outputs.postprocess(frame.logits, rgb.shape[:2], upsampling=self.params.upsampling)
