@@ -176,8 +176,8 @@ def _io_problems(meta: Mapping[str, Any]) -> list[str]:
     size = preprocess.get("input_size") if isinstance(preprocess, dict) else None
     if isinstance(size, list) and len(sizes) == 1 and tuple(size) not in sizes:
         problems.append(
-            f"preprocess.input_size is {size} but the network inputs are {list(sorted(sizes)[0])}: "
-            "the node would feed frames of the wrong size"
+            f"preprocess.input_size is {size} but the network inputs are "
+            f"{list(sorted(sizes)[0])}: the node would feed frames of the wrong size"
         )
     return problems
 
@@ -233,7 +233,8 @@ def _class_problems(meta: Mapping[str, Any]) -> list[str]:
         problems.append(f"classes has {len(classes)} names but palette has {len(palette)} colours")
     if not isinstance(void, list) or not all(_is_int(v) and 0 <= v < len(classes) for v in void):
         problems.append(
-            f"void_indices must be a list of class indices in [0, {len(classes) - 1}], got {void!r}"
+            f"void_indices must be a list of class indices in [0, {len(classes) - 1}], "
+            f"got {void!r}"
         )
     return problems
 
@@ -436,7 +437,10 @@ def _exporter_versions() -> dict[str, str]:
 
 
 def _dumps(meta: Mapping[str, Any]) -> str:
-    """Indented JSON with number lists (shapes, colours, means) kept on one line, for people to read."""
+    """Indented JSON for people to read.
+
+    Number lists (shapes, colours, means) are kept on one line.
+    """
     text = json.dumps(meta, indent=2)
     return (
         re.sub(

@@ -1,5 +1,6 @@
-"""Files installed with the package (models/, config/): found in colcon's share folder, a pip
-prefix, or this source checkout, in that order.
+"""Files installed with the package (models/, config/).
+
+They are found in colcon's share folder, a pip prefix, or this source checkout, in that order.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ def share_candidates() -> list[Path]:
 
 
 def share_file(relative: str) -> Path:
-    """The first existing `relative` path (e.g. "models/default/bundle.json") among the share
-    folders; FileNotFoundError naming every place looked in.
+    """The first existing `relative` path (e.g. "models/default/bundle.json") in the share folders.
+
+    FileNotFoundError naming every place looked in when there is none.
     """
     places = [folder / relative for folder in share_candidates()]
     for place in places:

@@ -3,7 +3,8 @@
 import os
 import random
 
-# Before anything imports rclpy: each test run gets its own domain so parallel runs cannot cross-talk.
+# Before anything imports rclpy: each test run gets its own domain so parallel runs cannot
+# cross-talk.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(10, 99)))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 if os.environ.get("ROS_DISTRO") == "humble":  # Humble predates ROS_AUTOMATIC_DISCOVERY_RANGE
@@ -25,8 +26,10 @@ def ros_context():
 
 @pytest.fixture(scope="module")
 def one_torch_thread():
-    """Training tests in one torch thread: the test machine's cores are shared, and one thread
-    per process is faster than oversubscribing them.
+    """Training tests in one torch thread.
+
+    The test machine's cores are shared, and one thread per process is faster than
+    oversubscribing them.
     """
     import torch
 

@@ -76,23 +76,25 @@ def test_markdown_has_a_column_per_node_run(tmp_path, monkeypatch):
     text = path.read_text()
     assert all(f"listening to {label}" in text for label in bench.NODE_RUNS)
     assert (
-        "| node overhead: work outside the backend call / work per frame | 33.3 % (33.3-33.3) | 34.8 % (34.8-34.8) | <= 15 % |"
-        in text
-    )
+        "| node overhead: work outside the backend call / work per frame "
+        "| 33.3 % (33.3-33.3) | 34.8 % (34.8-34.8) | <= 15 % |"
+    ) in text
     assert "median of 1 runs" in text
     assert (
         "| the same work outside the backend call / camera frame period | 45.0 % (of 33.3 ms) |"
         in text
     )
     assert (
-        "| the same in CPU time of the workers (inputs / outputs p50) | 25.0 % (25.0-25.0; 5.0 / 5.0 ms) |"
-        in text
-    )
+        "| the same in CPU time of the workers (inputs / outputs p50) "
+        "| 25.0 % (25.0-25.0; 5.0 / 5.0 ms) |"
+    ) in text
     assert "fastdds_large_images.xml" in text
 
 
 def test_gpu_rows_run_copies_and_the_cpu_rows_still_run(monkeypatch):
-    """Module.to moves in place: GPU rows that moved `model` would feed its CPU rows' CPU inputs
+    """GPU rows leave the CPU model where it is.
+
+    Module.to moves in place: GPU rows that moved `model` would feed its CPU rows' CPU inputs
     to GPU weights. Here the "GPU" is the meta device (shapes only, no memory).
     """
     import torch

@@ -1,4 +1,7 @@
-"""The model bundle: write/load round trip on a really exported ONNX, and refusals that name their cause."""
+"""The model bundle.
+
+A write/load round trip on a really exported ONNX, and refusals that name their cause.
+"""
 
 from __future__ import annotations
 
@@ -251,7 +254,8 @@ def test_missing_folder_says_how_to_make_one(tmp_path: Path) -> None:
         ({"name": ""}, "name must be a non-empty string"),
         (
             {"preprocess": Preprocess(2 * HEIGHT, WIDTH).to_dict()},
-            f"preprocess.input_size is [{2 * HEIGHT}, {WIDTH}] but the network inputs are [{HEIGHT}, {WIDTH}]",
+            f"preprocess.input_size is [{2 * HEIGHT}, {WIDTH}] "
+            f"but the network inputs are [{HEIGHT}, {WIDTH}]",
         ),
         (
             {"files": {"../../etc/passwd": {"sha256": "0" * 64, "bytes": 1}}},
@@ -287,8 +291,8 @@ def test_io_problems_are_all_reported_at_once(bundle_dir: Path) -> None:
     assert "has 3 problems" in text
     assert "preprocess.aux is set but the network has no 'aux' input" in text
     assert (
-        "inputs must be named ['rgb', 'aux'] (in that order), ['rgb'] or ['aux'], got ['rgb', 'depth']"
-        in text
+        "inputs must be named ['rgb', 'aux'] (in that order), ['rgb'] or ['aux'], "
+        "got ['rgb', 'depth']" in text
     )
     assert "inputs must share one height and width" in text
 

@@ -23,7 +23,8 @@ def tiny_config(out: Path) -> dict:
     return {
         "stage": "fusion",
         "model": {"arch": "ssma", "config": "lite"},
-        # 3 validation frames over 2 ranks: uneven shards, which padding samplers would double count.
+        # 3 validation frames over 2 ranks: uneven shards, which padding samplers would double
+        # count.
         "data": {
             "size": [48, 64],
             "train_samples": 8,

@@ -26,7 +26,10 @@ PROFILE_VARS = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE
 
 @pytest.fixture
 def no_dds_profile(monkeypatch):
-    """No profile set; whatever the demo sets is undone afterwards (setenv records the original)."""
+    """No profile set; whatever the demo sets is undone afterwards.
+
+    setenv records the original.
+    """
     for name in PROFILE_VARS:
         monkeypatch.setenv(name, "unset")
         monkeypatch.delenv(name)

@@ -1,5 +1,7 @@
-"""The five-model experiment: the shipped recipes (fair, same budget, servable SSMA), the runner
-end to end on a 2-iteration budget, the test-set scoring and the paired bootstrap.
+"""The five-model experiment.
+
+The shipped recipes (fair, same budget, servable SSMA), the runner end to end on a 2-iteration
+budget, the test-set scoring and the paired bootstrap.
 """
 
 import json
@@ -45,7 +47,8 @@ def test_shipped_recipes_are_fair_and_give_every_fused_model_the_same_budget():
         == b["aux"]["chain_iterations"]
         == configs["rgb"].optim.iterations
     )
-    # Fusion from the experts counts their stage-1 iterations; early fusion gets as many from scratch.
+    # Fusion from the experts counts their stage-1 iterations; early fusion gets as many from
+    # scratch.
     assert (
         b["ssma"]["chain_iterations"]
         == configs["rgb"].optim.iterations + configs["ssma"].optim.iterations

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
-from ssma_ros.recording.cli import main as dataset_main
 from ssma_ros.data.readers import READERS
 from ssma_ros.data.readers.folder import FolderDatasetError, FolderReader
+from ssma_ros.recording.cli import main as dataset_main
 
 H, W = 32, 48
 CLASSES = {

@@ -28,7 +28,8 @@ def test_confusion_matrix_drops_void_and_out_of_range_ground_truth():
 
 def test_scores_match_hand_computation():
     m = scores(EXPECTED, void_index=0)
-    # IoU = TP / (TP + FP + FN): class 1: 2 / (2 + 1 + 1); class 2: 2 / (2 + 1 + 2); class 3: 1 / (1 + 1 + 1).
+    # IoU = TP / (TP + FP + FN): class 1: 2 / (2 + 1 + 1); class 2: 2 / (2 + 1 + 2);
+    # class 3: 1 / (1 + 1 + 1).
     expected_iou = [2 / 4, 2 / 5, 1 / 3]
     assert math.isnan(m.iou[0])  # void has no IoU
     np.testing.assert_allclose(m.iou[1:], expected_iou)

@@ -49,10 +49,12 @@ def full_adapnet() -> torch.nn.Module:
 
 
 def test_full_parameter_counts_match_the_paper(full_adapnet) -> None:
-    """Trainable parameters (nn.Parameter elements; BN running mean/var are buffers and not
-    counted) with 12 classes must be within 1 % of the published 30.20 M (AdapNet++) and
-    56.44 M (SSMA). SSMA is built on the meta device: counting needs shapes, not weights.
-    One tiny forward checks the full network end to end.
+    """Parameter counts with 12 classes are within 1 % of the published ones.
+
+    Trainable parameters (nn.Parameter elements; BN running mean/var are buffers and not counted)
+    must be within 1 % of the published 30.20 M (AdapNet++) and 56.44 M (SSMA). SSMA is built on
+    the meta device: counting needs shapes, not weights. One tiny forward checks the full network
+    end to end.
     """
     _, adapnet_params = count_params(full_adapnet)
     print(f"full AdapNet++: {adapnet_params:,} params")

@@ -83,8 +83,9 @@ def test_onnx_check_fails_when_the_model_differs(ssma, fp32_file: Path, pair) ->
 
 
 def test_fp16_export_loads_in_onnxruntime_and_is_close(tmp_path) -> None:
-    """FP16 file (weights and I/O in float16) of a unimodal model whose input is renamed;
-    one export covers the fp16 path and the single-input naming (exports are slow on CPU).
+    """FP16 file (weights and I/O in float16) of a unimodal model whose input is renamed.
+
+    One export covers the fp16 path and the single-input naming (exports are slow on CPU).
     """
     model = build_model("adapnet", "lite", 5, modality="aux")
     _randomise_batch_norm(model, 2)

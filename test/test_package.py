@@ -1,4 +1,7 @@
-"""The package as ROS 2 and pip see it: package.xml, data files, entry points, a real DDS round trip."""
+"""The package as ROS 2 and pip see it.
+
+package.xml, data files, entry points, and a real DDS round trip.
+"""
 
 import ast
 import time
@@ -84,8 +87,7 @@ def test_tools_follow_one_command_line_convention():
     """Check segment_node is the one node executable and every tool an `ssma-<verb>` command.
 
     Each command's main() is in a `cli` module, and argparse is imported only by `cli` modules
-    (and `argtypes`, the argument types they share). Until the h14 branch (train/experiment/ as a package with cli.py) is merged, the old
-    train/experiment.py still parses its own arguments: then this test names it.
+    (and `argtypes`, the argument types they share).
     """
     import re
 

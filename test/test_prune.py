@@ -1,5 +1,7 @@
-"""Structured pruning: dependency groups across residual adds, the SSMA concat + gate + multiply,
-excluded layers, fine-tuning, checkpoints, ONNX export and the ssma-prune CLI, on tiny networks.
+"""Structured pruning on tiny networks.
+
+Dependency groups across residual adds, the SSMA concat + gate + multiply, excluded layers,
+fine-tuning, checkpoints, ONNX export and the ssma-prune CLI.
 """
 
 from __future__ import annotations
@@ -10,14 +12,12 @@ import csv
 import pytest
 import torch
 
-tp = pytest.importorskip("torch_pruning")
-
-from ssma_ros.compress import cli  # noqa: E402
-from ssma_ros.compress.finetune import Distillation, distillation_loss, finetune  # noqa: E402
+from ssma_ros.compress import cli
+from ssma_ros.compress.finetune import Distillation, distillation_loss, finetune
 from ssma_ros.compress.prune import (
     ChannelPruner,
     accumulate_gradients,
-    excluded_layers,  # noqa: E402
+    excluded_layers,
     frozen_statistics,
     masked_reference,
 )
@@ -132,7 +132,8 @@ def test_ssma_gate_group_is_coupled_with_both_experts(pruned) -> None:
     ):
         rgb = model.rgb_expert.get_submodule(level).out_channels
         aux = model.aux_expert.get_submodule(level).out_channels
-        # concat(rgb, aux) -> down; gate `up` has one channel per concatenated channel; projection reads x * gate.
+        # concat(rgb, aux) -> down; gate `up` has one channel per concatenated channel;
+        # projection reads x * gate.
         assert block.down.in_channels == block.up.out_channels == rgb + aux
         assert (
             block.project.get_submodule("0" if level.startswith("easpp") else "").in_channels
@@ -169,7 +170,8 @@ def test_masked_reference_catches_a_wrong_coupling(pruned) -> None:
 
 
 def test_pruned_model_trains_and_round_trips(pruned, tmp_path) -> None:
-    # ONNX export of pruned models is checked by the CLI test (every step is exported and compared).
+    # ONNX export of pruned models is checked by the CLI test (every step is exported and
+    # compared).
     model, _, _, _ = pruned
     model = copy.deepcopy(model)
     losses = finetune(model, iter(random_batches(3, 6, 50)), SegLoss(), 3, lr=1e-3)

@@ -63,7 +63,10 @@ class Exported:
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
-    """A trained-looking checkpoint (early fusion, toy size) exported by the real ssma-export CLI."""
+    """A trained-looking checkpoint exported by the real ssma-export CLI.
+
+    Early fusion, toy size.
+    """
     folder = tmp_path_factory.mktemp("runtime")
     torch.manual_seed(0)
     model = build_model("early", TOY, len(CLASSES)).eval()
@@ -129,9 +132,9 @@ def test_export_cli_refusals_say_what_to_do(
         == 1
     )
     assert (
-        "--height/--width 64x48 differ from the preprocess input_size 32x48 the model was trained with"
-        in capsys.readouterr().err
-    )
+        "--height/--width 64x48 differ from the preprocess input_size 32x48 "
+        "the model was trained with"
+    ) in capsys.readouterr().err
     bare = save_checkpoint(tmp_path / "bare.pt", exported.model, palette=PALETTE)
     assert bundle_cli.main([str(bare), "--out", str(tmp_path / "b")]) == 1
     assert (
@@ -259,8 +262,9 @@ def test_explicit_tensorrt_fails_with_the_install_hint(exported: Exported) -> No
     with pytest.raises(BackendUnavailable) as err:
         load_backend(exported.bundle, backend="tensorrt")
     assert str(err.value).startswith(
-        "TensorRT not importable: on Jetson use the system Python with JetPack's python3-libnvinfer "
-        "(venv --system-site-packages); on x86 pip install 'tensorrt-cu12>=10.3,<11'; or use backend onnxruntime"
+        "TensorRT not importable: on Jetson use the system Python with JetPack's "
+        "python3-libnvinfer (venv --system-site-packages); on x86 pip install "
+        "'tensorrt-cu12>=10.3,<11'; or use backend onnxruntime"
     )
     with pytest.raises(BackendUnavailable, match="TensorRT needs a CUDA GPU"):
         load_backend(exported.bundle, backend="tensorrt", device="cpu")
@@ -272,9 +276,9 @@ def test_explicit_onnxruntime_on_a_missing_gpu_says_it_runs_on_the_cpu(
     with caplog.at_level(logging.WARNING, logger="ssma_ros.runtime"):
         backend, reason = load_backend(exported.bundle, backend="onnxruntime", device="cuda:0")
     assert backend.device == "cpu"
-    assert (
-        reason
-        == "backend onnxruntime as requested, on cpu (fp32) instead of cuda:0: no usable GPU for it here"
+    assert reason == (
+        "backend onnxruntime as requested, on cpu (fp32) instead of cuda:0: "
+        "no usable GPU for it here"
     )
     assert "onnxruntime runs on the CPU although cuda:0 was asked for" in caplog.text
 
@@ -308,7 +312,8 @@ def test_bad_arguments_are_refused(exported: Exported) -> None:
 def test_runtime_imports_no_heavy_library_and_nothing_from_training() -> None:
     code = (
         "import sys, ssma_ros.runtime, ssma_ros.bundle, ssma_ros.export.engine_cli\n"
-        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'onnxruntime', 'onnx', 'tensorrt')"
+        "heavy = ('torch', 'onnxruntime', 'onnx', 'tensorrt')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in heavy"
         " or m.startswith(('ssma_ros.train', 'ssma_ros.data'))]\n"
         "print(bad)"
     )

@@ -76,8 +76,10 @@ MS = 1_000_000
 
 @st.composite
 def streams(draw):
-    """Random multi-input stamp streams: periodic sensors with jitter, drops, duplicates,
-    out-of-order delivery and random interleaving of the inputs.
+    """Random multi-input stamp streams.
+
+    Periodic sensors with jitter, drops, duplicates, out-of-order delivery and random
+    interleaving of the inputs.
     """
     num_inputs = draw(st.integers(2, 3))
     events = []

@@ -295,7 +295,8 @@ def run(args: argparse.Namespace) -> list:
         _log(
             f"{label}: {r.params:,} params, {r.flops / 1e9:.3f} GFLOPs, "
             + ", ".join(f"{k} {100 * v:.2f}" for k, v in miou.items())
-            + f" (mean {100 * r.mean_miou:.2f}), ORT diff {r.onnx_max_diff:.2g}, {time.time() - started:.0f} s"
+            + f" (mean {100 * r.mean_miou:.2f}), ORT diff {r.onnx_max_diff:.2g}, "
+            f"{time.time() - started:.0f} s"
         )
 
     try:
@@ -370,9 +371,11 @@ def run(args: argparse.Namespace) -> list:
     )
     rule = (
         f"final: step {final[0].channels_removed / args.ratio_per_step:.0f} (first step with >= "
-        f"{100 * args.target_reduction:g}% fewer parameters) fine-tuned {args.final_iters} more iterations"
+        f"{100 * args.target_reduction:g}% fewer parameters) fine-tuned {args.final_iters} more "
+        "iterations"
         if final
-        else f"step {chosen.step}: fewest parameters within {args.max_drop:g} mIoU points of step 0"
+        else f"step {chosen.step}: fewest parameters within {args.max_drop:g} mIoU points of "
+        "step 0"
     )
     (args.out / "pruning.md").write_text(
         f"{title}\n\n" + report.markdown_table(results, chosen.step) + f"\nChosen: {rule}.\n"
@@ -386,7 +389,8 @@ def run(args: argparse.Namespace) -> list:
     )
     print(report.markdown_table(results, chosen.step), end="")
     _log(
-        f"chosen {report.row_label(chosen.step)}: {args.out / 'chosen.pt'}; table and figure in {args.out}"
+        f"chosen {report.row_label(chosen.step)}: {args.out / 'chosen.pt'}; "
+        f"table and figure in {args.out}"
     )
     return results
 

@@ -44,8 +44,9 @@ class CachedSet(Dataset):
 
 
 class Recipe:
-    """Training and evaluation data of a checkpoint's training config (its `train_config` meta),
-    with `overrides` ("data.val_samples=32", ...) applied.
+    """Training and evaluation data of a checkpoint's training config (its `train_config` meta).
+
+    `overrides` ("data.val_samples=32", ...) are applied to that config first.
     """
 
     def __init__(self, train_config: Mapping[str, Any], overrides: Sequence[str] = ()) -> None:
@@ -61,9 +62,10 @@ class Recipe:
         return len(self.info.classes)
 
     def batches(self, input_names: Sequence[str], batch_size: int, start: int) -> Iterator[Batch]:
-        """Endless training batches (inputs in the order of `input_names`, label), beginning
-        `start` batches into the stream of this config's seed, so that later calls continue
-        it instead of repeating it.
+        """Endless training batches: inputs in the order of `input_names`, then the label.
+
+        The stream begins `start` batches into the stream of this config's seed, so that later
+        calls continue it instead of repeating it.
         """
         sampler = TrainBatches(len(self.train_set), batch_size, 0, 1, self.cfg.seed, start=start)
         loader = DataLoader(
@@ -93,8 +95,10 @@ class Recipe:
 def distillation_loss(
     student: torch.Tensor, teacher: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """Pixel-wise KL(teacher || student) of the class distributions at `temperature`, averaged
-    over pixels and scaled by T^2 so its gradients keep their size as T changes (Hinton et al.).
+    """Pixel-wise KL(teacher || student) of the class distributions at `temperature`.
+
+    It is averaged over pixels and scaled by T^2 so its gradients keep their size as T changes
+    (Hinton et al.).
     """
     t = temperature
     log_student = F.log_softmax(student / t, dim=1)
@@ -104,8 +108,10 @@ def distillation_loss(
 
 
 class Distillation:
-    """A frozen `teacher` (the unpruned network, eval mode) whose logits the student's main
-    logits are pulled towards with `weight` x `distillation_loss` at `temperature`.
+    """A frozen `teacher` (the unpruned network, eval mode) that the student is distilled from.
+
+    The student's main logits are pulled towards the teacher's logits with
+    `weight` x `distillation_loss` at `temperature`.
     """
 
     def __init__(self, teacher: nn.Module, weight: float, temperature: float = 1.0) -> None:
@@ -132,9 +138,10 @@ def finetune(
     power: float = 0.9,
     distillation: Distillation | None = None,
 ) -> list[float]:
-    """Train every parameter of `model` for `iterations` steps of Adam with poly decay from `lr`
-    (a fresh optimizer: pruning replaced the parameter tensors), on `loss_fn` plus the
-    `distillation` term if given. Returns the losses.
+    """Train every parameter of `model` for `iterations` steps; returns the losses.
+
+    Adam with poly decay from `lr` (a fresh optimizer: pruning replaced the parameter tensors),
+    on `loss_fn` plus the `distillation` term if given.
     """
     if iterations <= 0:
         return []

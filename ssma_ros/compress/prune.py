@@ -53,8 +53,9 @@ Batch = tuple[Sequence[torch.Tensor], torch.Tensor]
 
 
 def excluded_layers(model: nn.Module) -> dict[str, str]:
-    """Module name -> reason (a key of EXCLUDED_REASONS) for every layer whose output channels
-    must keep their count.
+    """Module name -> reason (a key of EXCLUDED_REASONS) for the layers that must not be pruned.
+
+    These are the layers whose output channels must keep their count.
     """
     excluded: dict[str, str] = {}
     for name, module in model.named_modules():
@@ -71,9 +72,10 @@ def excluded_layers(model: nn.Module) -> dict[str, str]:
 
 @contextmanager
 def frozen_statistics(model: nn.Module) -> Iterator[nn.Module]:
-    """Train-mode forward (the decoder returns its side heads too) with BatchNorm and
-    dropout in eval mode, so that tracing and importance batches leave the BN statistics and
-    the outputs deterministic. Every module's mode is restored on exit.
+    """Run train-mode forwards with BatchNorm and dropout in eval mode.
+
+    The decoder then returns its side heads too, while tracing and importance batches leave the
+    BN statistics and the outputs deterministic. Every module's mode is restored on exit.
     """
     modes = [(m, m.training) for m in model.modules()]
     model.train()
@@ -99,8 +101,9 @@ def accumulate_gradients(
     batches: Iterable[Batch],
     loss_fn: Callable[[object, torch.Tensor], torch.Tensor],
 ) -> int:
-    """Fill `.grad` with the summed gradients of the training loss over `batches` (what the
-    Taylor importance reads). Returns the number of batches.
+    """Fill `.grad` with the summed gradients of the training loss over `batches`.
+
+    This is what the Taylor importance reads. Returns the number of batches.
     """
     model.zero_grad(set_to_none=True)
     count = 0
@@ -155,12 +158,13 @@ def taylor_per_parameter() -> object:
 
 
 class ChannelPruner:
-    """Iterative Taylor pruning of one model in place: `steps` calls of `step()`, each removing
-    `ratio_per_step` of the initial channels (over all prunable groups with global ranking, or
-    of each group with local ranking). No layer loses more than `max_ratio` of its initial
-    channels; `round_to` keeps channel counts multiples of it. Importance: Taylor per parameter
-    (`taylor_per_parameter`), or plain GroupTaylorImportance with `per_parameter=False`.
-    Call `accumulate_gradients` before each step.
+    """Iterative Taylor pruning of one model in place.
+
+    `steps` calls of `step()`, each removing `ratio_per_step` of the initial channels (over all
+    prunable groups with global ranking, or of each group with local ranking). No layer loses
+    more than `max_ratio` of its initial channels; `round_to` keeps channel counts multiples of
+    it. Importance: Taylor per parameter (`taylor_per_parameter`), or plain GroupTaylorImportance
+    with `per_parameter=False`. Call `accumulate_gradients` before each step.
 
     The pruner also tracks, per conv, which of the *original* input channels are gone, so that
     `masked_reference` can rebuild the equivalent unpruned network.
@@ -221,8 +225,9 @@ class ChannelPruner:
         self.done = 0
 
     def step(self) -> int:
-        """Prune one step with the gradients now in `.grad`; returns the channels removed
-        (summed over the groups' roots).
+        """Prune one step with the gradients now in `.grad`; returns the channels removed.
+
+        The count is summed over the groups' roots.
         """
         if self.done >= self.steps:
             raise RuntimeError(f"all {self.steps} pruning steps are done")
@@ -256,10 +261,11 @@ class ChannelPruner:
 def masked_reference(
     original: nn.Module, removed_inputs: Mapping[str, Sequence[int]]
 ) -> nn.Module:
-    """A copy of the unpruned `original` in which every conv ignores the input channels that
-    pruning removed (their weights zeroed). If the pruner coupled every layer correctly, this
-    network computes what the pruned one computes: each removed channel only ever reaches the
-    output through the input weights of convs.
+    """A copy of the unpruned `original` that ignores what pruning removed.
+
+    Every conv ignores the input channels that pruning removed (their weights zeroed). If the
+    pruner coupled every layer correctly, this network computes what the pruned one computes:
+    each removed channel only ever reaches the output through the input weights of convs.
     """
     reference = copy.deepcopy(original)
     modules = dict(reference.named_modules())

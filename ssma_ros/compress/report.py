@@ -1,4 +1,7 @@
-"""The pruning curve as a table (CSV and Markdown) and a figure like the paper's compression plot."""
+"""The pruning curve as a table (CSV and Markdown) and a figure.
+
+The figure is like the paper's compression plot.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +28,11 @@ def row_label(step: int) -> str:
 
 @dataclass
 class StepResult:
-    """One row of the table. Step 0 is the model before pruning; FINAL is a pruning step
-    fine-tuned further; CONTROL is step 0 after the same fine-tuning as the chosen model had in
-    all (what the extra training alone is worth).
+    """One row of the table.
+
+    Step 0 is the model before pruning; FINAL is a pruning step fine-tuned further; CONTROL is
+    step 0 after the same fine-tuning as the chosen model had in all (what the extra training
+    alone is worth).
     """
 
     step: int
@@ -46,8 +51,10 @@ class StepResult:
 
 
 def choose(results: Sequence[StepResult], max_drop: float) -> StepResult:
-    """The step with the fewest parameters whose mean mIoU is at most `max_drop` points (of
-    100) below step 0's; step 0 when no pruned step qualifies.
+    """The step with the fewest parameters within `max_drop` mIoU points of step 0.
+
+    Its mean mIoU is at most `max_drop` points (of 100) below step 0's; step 0 when no pruned
+    step qualifies.
     """
     base = results[0].mean_miou
     fits = [r for r in results if r.step >= 0 and 100.0 * (base - r.mean_miou) <= max_drop]
@@ -55,8 +62,9 @@ def choose(results: Sequence[StepResult], max_drop: float) -> StepResult:
 
 
 def first_reaching(results: Sequence[StepResult], reduction: float) -> StepResult:
-    """The first pruning step with at least `reduction` (0..1) fewer parameters than step 0,
-    else the last step.
+    """The first pruning step with at least `reduction` (0..1) fewer parameters than step 0.
+
+    The last step when none has that many fewer.
     """
     steps = [r for r in results if r.step >= 0]
     for r in steps:
@@ -147,8 +155,10 @@ def plot_curve(
     max_drop: float | None = None,
     title: str = "",
 ) -> Path:
-    """Two panels: (a) mIoU change against parameter reduction, with the paper's curve;
-    (b) parameters, FLOPs and latency relative to the unpruned model, per step.
+    """Plot the pruning curve in two panels.
+
+    (a) mIoU change against parameter reduction, with the paper's curve; (b) parameters, FLOPs
+    and latency relative to the unpruned model, per step.
     """
     import matplotlib
 

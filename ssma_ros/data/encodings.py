@@ -97,8 +97,9 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def has_valid_depth(depth: np.ndarray, encoding: str) -> bool:
-    """Whether any pixel of a sensor depth image is valid in the sense of :func:`depth_to_metres`,
-    without converting the image.
+    """Whether any pixel of a sensor depth image is valid, without converting the image.
+
+    Valid in the sense of :func:`depth_to_metres`.
     """
     if encoding == "16UC1":
         return bool(depth.any())

@@ -300,7 +300,8 @@ class Preprocess:
         raw = self._checked_aux(raw, encoding)
 
         if spec.modality == "depth":
-            # Nearest sampling commutes with the per-pixel unit conversion: convert the few kept pixels.
+            # Nearest sampling commutes with the per-pixel unit conversion: convert the few kept
+            # pixels.
             depth = encodings.depth_to_metres(self._resize_nearest(raw), encoding)
             low, high = spec.depth_range_m
             if spec.encoding in PER_PIXEL_DEPTH:
@@ -471,8 +472,9 @@ def _normalise_luts(
 
 @functools.lru_cache(maxsize=8)
 def _depth_code_table(spec: AuxSpec, encoding: str) -> np.ndarray | None:
-    """(3, 65536) float32 network input values of every 16UC1 code under `spec`, or None where
-    the input is not a per-pixel function of a 16-bit code.
+    """(3, 65536) float32 network input values of every 16UC1 code under `spec`, or None.
+
+    None where the input is not a per-pixel function of a 16-bit code.
     """
     if spec.modality != "depth" or spec.encoding not in PER_PIXEL_DEPTH or encoding != "16UC1":
         return None

@@ -1,1 +1,1 @@
-"""export"""
+"""Export of trained models: ONNX files, model bundles and TensorRT engines."""

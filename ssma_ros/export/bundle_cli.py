@@ -1,4 +1,6 @@
-"""ssma-export: checkpoint -> model bundle (model.onnx [+ model_fp16.onnx] + model.pt + bundle.json).
+"""ssma-export: checkpoint -> model bundle.
+
+The bundle is model.onnx [+ model_fp16.onnx] + model.pt + bundle.json.
 
 The bundle carries what the checkpoint's meta says about serving the model (classes, palette,
 void class, preprocess spec, metrics) and is only written after ONNX Runtime reproduced the
@@ -47,7 +49,10 @@ def export_bundle(
     fp16: bool = False,
     name: str | None = None,
 ) -> tuple[Path, float]:
-    """Export `checkpoint` into the bundle folder `out`; returns it and the verified max abs diff."""
+    """Export `checkpoint` into the bundle folder `out`.
+
+    Returns the folder and the verified max abs diff.
+    """
     import torch
 
     from ssma_ros.export.onnx import export_onnx, onnx_matches_torch
@@ -71,7 +76,8 @@ def export_bundle(
         sample = [torch.randn(spec.shape, generator=generator) for spec in inputs]
         diff = onnx_matches_torch(model, onnx_path, sample, atol=VERIFY_ATOL)
         print(
-            f"ssma-export: onnxruntime vs torch, fp32 logits: max abs diff {diff:.3g} (limit {VERIFY_ATOL:g})"
+            f"ssma-export: onnxruntime vs torch, fp32 logits: max abs diff {diff:.3g} "
+            f"(limit {VERIFY_ATOL:g})"
         )
         fp16_path = None
         if fp16:
@@ -80,7 +86,8 @@ def export_bundle(
             )
             fp16_diff = onnx_matches_torch(model, fp16_path, sample, atol=None)
             print(
-                f"ssma-export: fp16 ONNX vs torch fp32: max abs diff {fp16_diff:.3g} (for information)"
+                f"ssma-export: fp16 ONNX vs torch fp32: max abs diff {fp16_diff:.3g} "
+                "(for information)"
             )
         void = meta.get("void_index")
         training = {

@@ -9,8 +9,9 @@ down-conversion that fails on ReduceMean's axes input, and TensorRT 10.3 parses 
 is the default (19 and 20 are accepted). The IR version is lowered to the oldest one that
 supports the opset (8 for opset 18): new `onnx` writes IR 10/11, which older parsers and ONNX
 Runtime builds reject (reference/tensorrt_notes.md §2.1), and this graph needs no newer IR
-feature; onnx.checker verifies the result. Weights are embedded (external_data=False): even full SSMA
-(~225 MB in FP32) is far below the 2 GB protobuf limit, and one file is easier to hash and ship.
+feature; onnx.checker verifies the result. Weights are embedded (external_data=False): even full
+SSMA (~225 MB in FP32) is far below the 2 GB protobuf limit, and one file is easier to hash and
+ship.
 """
 
 from __future__ import annotations
@@ -100,10 +101,12 @@ def onnx_matches_torch(
     inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor],
     atol: float | None = 1e-4,
 ) -> float:
-    """Run the ONNX file in a real onnxruntime session and the model in eval mode (float32) on
-    the same inputs (a sequence in forward order, or a mapping keyed by the file's input names);
-    return the max absolute difference of the logits. Raises AssertionError when it exceeds
-    `atol` (pass None to only measure). Inputs are cast to the file's input dtypes.
+    """Max absolute difference of the logits of the ONNX file and the model on the same inputs.
+
+    Runs the ONNX file in a real onnxruntime session and the model in eval mode (float32) on the
+    same inputs (a sequence in forward order, or a mapping keyed by the file's input names).
+    Raises AssertionError when the difference exceeds `atol` (pass None to only measure). Inputs
+    are cast to the file's input dtypes.
     """
     import onnxruntime as ort  # the runtime, not needed for export itself
 

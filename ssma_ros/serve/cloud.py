@@ -43,8 +43,10 @@ class CameraInfoError(ValueError):
 def intrinsics_from_camera_info(
     msg: CameraInfo, width: int | None = None, height: int | None = None, matrix: str = "K"
 ) -> CameraIntrinsics:
-    """fx, fy, cx, cy from CameraInfo's K (default) or P (rectified; what depth_image_proc uses),
-    scaled to an image of `width` x `height` when given and different from the camera_info's.
+    """Read fx, fy, cx, cy from CameraInfo's K (default) or P (rectified).
+
+    P is what depth_image_proc uses. The intrinsics are scaled to an image of `width` x `height`
+    when given and different from the camera_info's.
 
     Scaling follows the pixel-centre convention of cv2.resize and of ROS (pixel u covers
     [u - 0.5, u + 0.5]): c' = (c + 0.5) * s - 0.5, f' = f * s (image_proc's resize scales c by s

@@ -116,9 +116,11 @@ class Throttle:
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Seconds one frame spent decoding + encoding its inputs, in the backend call, and making +
-    publishing its outputs: wall-clock, or the CPU time of the worker thread that ran the stage
-    (the difference is time the thread waited for a core or for the interpreter lock).
+    """Seconds one frame spent in each stage.
+
+    The stages: decoding + encoding its inputs, the backend call, making + publishing its
+    outputs; as wall-clock, or the CPU time of the worker thread that ran the stage (the
+    difference is time the thread waited for a core or for the interpreter lock).
     """
 
     inputs: float
@@ -155,10 +157,11 @@ class Health:
             return dict(self._counts)
 
     def report(self, now: float) -> dict[str, float | int]:
-        """Counters, output rate, and p50/p95 (ms) over the recent window of: latency (input stamp
-        to publish), input (decoding and encoding), inference (the backend call), output (making
-        and publishing the outputs) and process (all three); each stage also as CPU time
-        (`input_cpu_p50_ms`, ...).
+        """Counters, output rate, and p50/p95 (ms) over the recent window.
+
+        The windows: latency (input stamp to publish), input (decoding and encoding), inference
+        (the backend call), output (making and publishing the outputs) and process (all three);
+        each stage also as CPU time (`input_cpu_p50_ms`, ...).
         """
         with self._lock:
             out: dict[str, float | int] = dict(self._counts)

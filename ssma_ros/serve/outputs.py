@@ -50,8 +50,9 @@ def resize_logits(logits: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
 
 
 def _argmax(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(class ids uint8, maximum score float32) per pixel of C x H x W scores (ties: lowest
-    class id).
+    """(class ids uint8, maximum score float32) per pixel of C x H x W scores.
+
+    Ties go to the lowest class id.
 
     One pass per class over contiguous planes with OpenCV's SIMD kernels (several times faster
     than numpy's argmax over either axis here); the maximum comes for free.
@@ -116,8 +117,9 @@ class Segmentation:
 def postprocess(
     logits: np.ndarray, out_size: tuple[int, int], upsampling: str = "nearest"
 ) -> Segmentation:
-    """Logits (1, C, h, w) -> mask (and confidence on demand) at `out_size` (the input image's
-    (H, W)), so both are pixel-aligned with the input.
+    """Logits (1, C, h, w) -> mask (and confidence on demand) at `out_size`.
+
+    `out_size` is the input image's (H, W), so both are pixel-aligned with the input.
 
     "nearest": argmax and confidence at the network resolution, then every output pixel takes
     the values of the network pixel it falls in (half-pixel centres, as the preprocessing

@@ -59,8 +59,9 @@ class Segmenter:
         aux_encoding: str | None = None,
         camera: CameraIntrinsics | None = None,
     ) -> dict[str, np.ndarray]:
-        """Network inputs for rgb (uint8 H x W x 3 RGB) and aux (the raw sensor array; None =
-        serve RGB alone), encoded and normalised exactly as in training.
+        """Network inputs for rgb and aux, encoded and normalised exactly as in training.
+
+        rgb is uint8 H x W x 3 RGB; aux is the raw sensor array (None = serve RGB alone).
         """
         inputs = {"rgb": self.preprocess.rgb(rgb)}
         if self.uses_aux:
@@ -75,8 +76,9 @@ class Segmenter:
         return self.backend.infer(inputs)
 
     def warm_up(self, runs: int = 3) -> float:
-        """Serve `runs` black frames at the network size through inputs, backend and outputs, so
-        the first camera frames do not pay for the backend's lazy start (memory arenas, kernel
+        """Serve `runs` black frames at the network size through inputs, backend and outputs.
+
+        So the first camera frames do not pay for the backend's lazy start (memory arenas, kernel
         selection: the first of them took 50-90 ms instead of 28 on a CPU). Returns the seconds.
         """
         started = time.perf_counter()

@@ -1,1 +1,1 @@
-"""train"""
+"""Offline training: configs, data pipeline, trainer, metrics and experiments."""

@@ -21,9 +21,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Ranges of the random changes. Paper values: scale 0.5-2.0, rotation +-13 deg, skew
-    0.05-0.10, brightness +-40, contrast 0.5-1.5; the default scale range is narrower because
-    at 64x80 a x0.5 zoom leaves too few pixels per object to learn from.
+    """Ranges of the random changes.
+
+    Paper values: scale 0.5-2.0, rotation +-13 deg, skew 0.05-0.10, brightness +-40, contrast
+    0.5-1.5; the default scale range is narrower because at 64x80 a x0.5 zoom leaves too few
+    pixels per object to learn from.
     """
 
     enabled: bool = True
@@ -58,10 +60,12 @@ def random_matrix(
     cfg: AugmentConfig,
     stretch: bool = True,
 ) -> np.ndarray:
-    """2x3 affine map input -> output: stretch to out_hw (the identity when, as in training, the
-    images are already at network size; stretch=False keeps the input's pixel scale, so out_hw
-    is a crop window), then random scale, skew, rotation and flip about the centre, then a
-    random crop offset (or placement, when zoomed out).
+    """2x3 affine map input -> output of one random geometric augmentation.
+
+    Stretch to out_hw (the identity when, as in training, the images are already at network
+    size; stretch=False keeps the input's pixel scale, so out_hw is a crop window), then random
+    scale, skew, rotation and flip about the centre, then a random crop offset (or placement,
+    when zoomed out).
     """
     (ih, iw), (oh, ow) = in_hw, out_hw
     s = rng.uniform(*cfg.scale)
@@ -103,7 +107,10 @@ def warp(
 
 
 def photometric(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """Brightness, contrast and vignetting on an 8-bit RGB image, each with probability photometric_p."""
+    """Brightness, contrast and vignetting on an 8-bit RGB image.
+
+    Each is applied with probability photometric_p.
+    """
     img = rgb.astype(np.float32)
     if rng.random() < cfg.photometric_p:
         img += rng.uniform(-cfg.brightness, cfg.brightness)

@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             miou = "n/a" if math.isnan(m.miou) else f"{m.miou * 100:.2f}%"
             print(f"{name}: mIoU {miou}, pixel accuracy {m.pixel_accuracy * 100:.2f}%")
         print(
-            f"outputs in {cfg.output_dir} (last.pt, best.pt, train.csv, eval.csv, plots/, tensorboard/)"
+            f"outputs in {cfg.output_dir} "
+            "(last.pt, best.pt, train.csv, eval.csv, plots/, tensorboard/)"
         )
     return 0
 

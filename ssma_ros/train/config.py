@@ -1,4 +1,6 @@
-"""Training configuration: nested dataclasses read from YAML, validated with errors that name the key.
+"""Training configuration: nested dataclasses read from YAML.
+
+They are validated with errors that name the key.
 
 A config file mirrors `TrainConfig` (see config/train/smoke.yaml). Unknown keys, wrong types and
 inconsistent combinations (e.g. stage "expert" with a fusion arch) are rejected before anything
@@ -83,9 +85,11 @@ class DataSection:
 
 @dataclass(frozen=True)
 class ModalityDropoutSection:
-    """Fused models only: per training sample, blank the aux image with probability `aux`, else
-    the RGB image with probability `rgb` (never both). Blanked inputs take the value the node
-    feeds when a sensor is missing, so the model learns to work from one modality.
+    """Modality dropout (fused models only): blank one input image of some training samples.
+
+    Per training sample, blank the aux image with probability `aux`, else the RGB image with
+    probability `rgb` (never both). Blanked inputs take the value the node feeds when a sensor is
+    missing, so the model learns to work from one modality.
     """
 
     aux: float = 0.15

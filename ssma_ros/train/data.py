@@ -1,6 +1,8 @@
-"""Training and evaluation datasets: frames from the synthetic generator or a dataset reader,
-encoded and normalised by `data.preprocess.Preprocess` (the same code the ROS node runs),
-augmented as in the paper, with modality dropout.
+"""Training and evaluation datasets.
+
+Frames from the synthetic generator or a dataset reader, encoded and normalised by
+`data.preprocess.Preprocess` (the same code the ROS node runs), augmented as in the paper, with
+modality dropout.
 
 Per sample: raw frame -> Preprocess.encode_rgb / encode_aux / label (uint8 at network size)
 -> geometric augmentation on all three, cut to the training crop if one is set, photometric on
@@ -8,7 +10,8 @@ RGB (train only, `augment.py`)
 -> Preprocess.normalise_rgb / normalise_aux -> modality dropout (train only) -> tensors.
 
 Randomness (condition mix, augmentation, dropout) is drawn from a generator seeded by
-(seed, epoch, index): a sample is the same whatever the worker count, rank count or resume point.
+(seed, epoch, index): a sample is the same whatever the worker count, rank count or resume
+point.
 """
 
 from __future__ import annotations
@@ -37,8 +40,10 @@ Frame = dict[str, Any]
 
 
 class FrameSource(Protocol):
-    """Frames by index; `epoch` lets a source vary a frame between epochs (the synthetic
-    training source redraws the weather), sources of fixed frames ignore it.
+    """Frames by index, optionally varying between epochs.
+
+    `epoch` lets a source vary a frame between epochs (the synthetic training source redraws the
+    weather); sources of fixed frames ignore it.
     """
 
     def __len__(self) -> int: ...
@@ -54,8 +59,9 @@ GENERATOR_AUX = {modality: kind for kind, (modality, _) in synthetic.AUX_KINDS.i
 
 
 class FixedFrames:
-    """A FrameSource over an indexable of frames (a dataset reader, a SyntheticDataset), or
-    over the frames `indices` of it.
+    """A FrameSource over an indexable of frames, or over the frames `indices` of it.
+
+    The indexable is a dataset reader or a SyntheticDataset.
     """
 
     def __init__(self, items: Sequence[Frame], indices: Sequence[int] | None = None) -> None:
@@ -80,8 +86,10 @@ class DataInfo:
 
 
 def blank_rgb(preprocess: Preprocess) -> np.ndarray:
-    """The RGB input for "no RGB": a normalised black image, float32 (1, 3, H, W), the RGB
-    counterpart of `Preprocess.blank_aux` (the node never needs it: it always has RGB).
+    """The RGB input for "no RGB": a normalised black image, float32 (1, 3, H, W).
+
+    It is the RGB counterpart of `Preprocess.blank_aux` (the node never needs it: it always has
+    RGB).
     """
     return preprocess.normalise_rgb(np.zeros((preprocess.height, preprocess.width, 3), np.uint8))
 
@@ -110,7 +118,8 @@ class SegDataset(Dataset):
             0 < crop[0] <= preprocess.height and 0 < crop[1] <= preprocess.width
         ):
             raise ValueError(
-                f"crop {tuple(crop)} does not fit in frames of {preprocess.height}x{preprocess.width}"
+                f"crop {tuple(crop)} does not fit in frames of "
+                f"{preprocess.height}x{preprocess.width}"
             )
         self.source = source
         self.preprocess = preprocess
@@ -195,8 +204,9 @@ class SegDataset(Dataset):
         }
 
     def example(self, index: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        """Item `index` (of epoch 0) and its uint8 images before normalisation, for plots
-        ("rgb", "aux"; a blanked modality shows black).
+        """Item `index` (of epoch 0) and its uint8 images before normalisation, for plots.
+
+        The images are keyed "rgb" and "aux"; a blanked modality shows black.
         """
         rgb, aux, label, rng = self.images(index)
         sample = self._tensors(rgb, aux, label, rng, index)
@@ -209,11 +219,13 @@ class SegDataset(Dataset):
 
 
 class SyntheticMix:
-    """Training frames of the scene generator: scenes `first .. first + length - 1`, each drawn in
-    every epoch under a condition picked with the probabilities of `conditions` and, for adverse
-    ones, a strength in `strength`, from a generator seeded by (scene seed, scene, epoch). So a
-    scene is seen in fog in one epoch and at night in another, and the mix holds on average.
-    `aux`: "depth" (32FC1 metres) or "thermal" (mono16 centikelvin).
+    """Training frames of the scene generator, redrawn under a random condition every epoch.
+
+    Scenes `first .. first + length - 1`, each drawn in every epoch under a condition picked with
+    the probabilities of `conditions` and, for adverse ones, a strength in `strength`, from a
+    generator seeded by (scene seed, scene, epoch). So a scene is seen in fog in one epoch and at
+    night in another, and the mix holds on average. `aux`: "depth" (32FC1 metres) or "thermal"
+    (mono16 centikelvin).
     """
 
     def __init__(
@@ -264,10 +276,12 @@ class SyntheticMix:
 
 
 class CachedFrames:
-    """A FrameSource holding every frame of `source` (as drawn in epoch 0) in memory, rendered
-    once and kept in the .npz `path`. The file stores `recipe` (what made the frames); a file
-    with another recipe is rendered again, so a changed config never trains on stale frames.
-    Frames must share one shape and aux encoding (true of one synthetic generator).
+    """A FrameSource holding every frame of `source` (as drawn in epoch 0) in memory.
+
+    The frames are rendered once and kept in the .npz `path`. The file stores `recipe` (what made
+    the frames); a file with another recipe is rendered again, so a changed config never trains
+    on stale frames. Frames must share one shape and aux encoding (true of one synthetic
+    generator).
     """
 
     VERSION = 1
@@ -346,8 +360,10 @@ def build_datasets(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset],
 
 
 def _preprocess(cfg: TrainConfig, modality: str, defaults: dict[str, Any]) -> Preprocess:
-    """The Preprocess spec of a config: network size, aux modality and encoding, and AuxSpec
-    fields from `data.aux_options` over the source's `defaults` (e.g. its thermal range).
+    """The Preprocess spec of a config.
+
+    Network size, aux modality and encoding, and AuxSpec fields from `data.aux_options` over the
+    source's `defaults` (e.g. its thermal range).
     """
     d = cfg.data
     try:
@@ -445,7 +461,8 @@ def _reader(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], DataIn
     elif not d.val_reader:
         raise ValueError(
             f"data.val_reader: the {d.source} reader has no split argument; name the "
-            "evaluation subset (e.g. {scene_list: val.txt} for sunrgbd, {scenes: [...]} for scannet)"
+            "evaluation subset (e.g. {scene_list: val.txt} for sunrgbd, {scenes: [...]} for "
+            "scannet)"
         )
     try:
         train, val = reader_cls(d.root, **train_kwargs), reader_cls(d.root, **val_kwargs)

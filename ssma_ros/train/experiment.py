@@ -1,10 +1,12 @@
-"""The five-model experiment of the training module (docs/EXPERIMENT.md): RGB-only and aux-only
-AdapNet++, early fusion, late fusion and SSMA, trained with one budget on the synthetic scenes,
-then evaluated per condition on held-out scenes.
+"""The five-model experiment of the training module (docs/EXPERIMENT.md).
+
+RGB-only and aux-only AdapNet++, early fusion, late fusion and SSMA, trained with one budget on
+the synthetic scenes, then evaluated per condition on held-out scenes.
 
     python -m ssma_ros.train.experiment run      config/experiment/experiment.yaml
     python -m ssma_ros.train.experiment evaluate config/experiment/experiment.yaml
-    python -m ssma_ros.train.experiment report   config/experiment/experiment.yaml --figures docs/figures
+    python -m ssma_ros.train.experiment report   config/experiment/experiment.yaml \
+        --figures docs/figures
 
 An experiment file names its runs (each an ordinary `ssma-train` recipe, run in order, so the
 fusion runs find the experts' checkpoints) and its test set. `run` trains and records wall
@@ -61,7 +63,10 @@ class RunSpec:
 
 @dataclass(frozen=True)
 class TestSpec:
-    """Held-out frames: scenes `0 .. samples-1` of `split`, each under every condition at `strength`."""
+    """Held-out frames: scenes `0 .. samples-1` of `split`.
+
+    Each scene is drawn under every condition at `strength`.
+    """
 
     split: str = "test"
     samples: int = 50
@@ -127,8 +132,10 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
 def run_configs(
     exp: Experiment, overrides: Sequence[str] = (), output_dir: str | Path | None = None
 ) -> dict[str, TrainConfig]:
-    """Every run's TrainConfig: its recipe, with paths under the experiment's output folder moved
-    to `output_dir` (if given), then `overrides` (applied to every run).
+    """Every run's TrainConfig.
+
+    Its recipe, with paths under the experiment's output folder moved to `output_dir` (if given),
+    then `overrides` (applied to every run).
     """
     configs = {}
     for spec in exp.runs:
@@ -181,8 +188,10 @@ def check_fair(configs: Mapping[str, TrainConfig]) -> None:
 
 
 def budgets(configs: Mapping[str, TrainConfig]) -> dict[str, dict[str, int]]:
-    """Per run: its own iterations, the iterations along its longest chain of initialisations
-    (an expert's stage-1 iterations count towards the fusion started from it), and the training
+    """Training budget per run: iterations of its own, along its chain, and samples consumed.
+
+    Per run: its own iterations, the iterations along its longest chain of initialisations (an
+    expert's stage-1 iterations count towards the fusion started from it), and the training
     samples all runs it depends on consumed.
     """
     by_output = {str(Path(cfg.output_dir)): name for name, cfg in configs.items()}
@@ -220,8 +229,9 @@ def run(
     names: Sequence[str] | None = None,
     timings_dir: str | Path | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Train the runs `names` (default all) in the experiment's order; returns and records
-    (in TIMINGS, merged with earlier entries) each run's wall time.
+    """Train the runs `names` (default all) in the experiment's order.
+
+    Returns and records (in TIMINGS, merged with earlier entries) each run's wall time.
     """
     from ssma_ros.train.trainer import Trainer
 
@@ -315,9 +325,10 @@ def score_frames(
     blank: str | None = None,
     keep: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Per-frame (N, C, C) confusion matrices of `model` on `frames`, encoded with the model's own
-    `preprocess` (as the node would), optionally with one modality blanked; and the prediction
-    of frame `keep` (or None).
+    """Per-frame (N, C, C) confusion matrices of `model` on `frames`, and one prediction.
+
+    Frames are encoded with the model's own `preprocess` (as the node would), optionally with one
+    modality blanked; the prediction is that of frame `keep` (or None).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -435,10 +446,11 @@ def bootstrap_margins(
     resamples: int,
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
-    """Paired bootstrap over test scenes of mIoU(reference) - mIoU(other), per condition and for
-    the mean over conditions. The same resampled scenes serve every model and condition (the
-    test scenes are shared), so scene difficulty cancels. Returns, per other model and per
-    condition + "mean": the observed margin and the 2.5 / 97.5 percentiles.
+    """Paired bootstrap over test scenes of mIoU(reference) - mIoU(other).
+
+    Per condition and for the mean over conditions. The same resampled scenes serve every model
+    and condition (the test scenes are shared), so scene difficulty cancels. Returns, per other
+    model and per condition + "mean": the observed margin and the 2.5 / 97.5 percentiles.
     """
     n = len(confusions[f"{reference}/{conditions[0]}"])
     rng = np.random.default_rng(seed)
@@ -475,7 +487,10 @@ def bootstrap_margins(
 
 
 def table(results: Mapping[str, Any], timings: Mapping[str, Any] | None = None) -> str:
-    """Markdown table: one row per model (and blanked-aux variant), mIoU % per condition and mean."""
+    """Markdown table of the results: mIoU % per condition and mean.
+
+    One row per model (and blanked-aux variant).
+    """
     conditions = results["test"]["conditions"]
     budget = results["budgets"]
     head = ["model", *conditions, "mean", "iterations (chain)", "train wall"]
@@ -510,7 +525,8 @@ def margins_table(
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for other, per in margins.items():
         cells = [
-            f"{per[c]['margin'] * 100:+.1f} [{per[c]['low'] * 100:+.1f}, {per[c]['high'] * 100:+.1f}]"
+            f"{per[c]['margin'] * 100:+.1f} "
+            f"[{per[c]['low'] * 100:+.1f}, {per[c]['high'] * 100:+.1f}]"
             for c in [*conditions, "mean"]
         ]
         lines.append("| " + " | ".join([labels[other], *cells]) + " |")
@@ -536,10 +552,11 @@ def report(
         [
             f"mIoU (%) on {results['test']['samples']} held-out scenes per condition "
             f"({results['test']['split']} split, strength {results['test']['strength']}, "
-            f"{results['test']['size'][0]}x{results['test']['size'][1]}, checkpoint {results['test']['checkpoint']})",
+            f"{results['test']['size'][0]}x{results['test']['size'][1]}, "
+            f"checkpoint {results['test']['checkpoint']})",
             table(results, timings),
-            f"Margins of {labels[ref]} in mIoU points, with 95% paired-bootstrap intervals over test scenes "
-            f"({exp.test.bootstrap} resamples)",
+            f"Margins of {labels[ref]} in mIoU points, with 95% paired-bootstrap intervals over "
+            f"test scenes ({exp.test.bootstrap} resamples)",
             margins_table(margins, labels, conditions, labels[ref]),
         ]
     )
@@ -553,7 +570,9 @@ def report(
 def plot_figures(
     results: Mapping[str, Any], arrays: Mapping[str, np.ndarray], folder: Path
 ) -> list[Path]:
-    """experiment_miou.png (bars per condition), experiment_classes.png (per-class IoU, clear vs
+    """Draw the three figures of the experiment.
+
+    experiment_miou.png (bars per condition), experiment_classes.png (per-class IoU, clear vs
     adverse), experiment_examples.png (one test scene under every condition, every model).
     """
     from matplotlib.figure import Figure

@@ -1,4 +1,7 @@
-"""Adam with the poly learning-rate decay of the SSMA code: lr = lr0 * (1 - it / max_it) ** power."""
+"""Adam with the poly learning-rate decay of the SSMA code.
+
+lr = lr0 * (1 - it / max_it) ** power.
+"""
 
 from __future__ import annotations
 

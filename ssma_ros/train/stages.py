@@ -45,8 +45,9 @@ def expert_mapping(
 
 @torch.no_grad()
 def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
-    """Copy the tensors of a trained unimodal AdapNet++ `expert` into the `modality` stream of the
-    fused `model` (parameters and BN buffers, exactly). Returns the number of tensors copied.
+    """Copy a trained unimodal AdapNet++ `expert` into the `modality` stream of a fused `model`.
+
+    Parameters and BN buffers are copied exactly. Returns the number of tensors copied.
 
     Every mapped tensor must exist with the same shape, and every tensor of the target stream must
     be covered, so an expert of another size or class count fails loudly instead of half-loading.
@@ -55,7 +56,8 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
     arch = model.arch
     if getattr(expert, "arch", None) != "adapnet":
         raise ValueError(
-            f"the {modality} expert must be an adapnet checkpoint, got {getattr(expert, 'arch', None)!r}"
+            f"the {modality} expert must be an adapnet checkpoint, "
+            f"got {getattr(expert, 'arch', None)!r}"
         )
     if getattr(expert, "modality", modality) != modality:
         raise ValueError(f"init.{modality} holds an expert trained on {expert.modality!r}")
@@ -98,8 +100,10 @@ def split_parameters(
 
 
 def freeze_streams(model: nn.Module, freeze: str = "expert") -> int:
-    """Stop training the streams: no gradients, BN and dropout in eval mode. Returns the frozen
-    parameter count. Call `set_train_mode` instead of `model.train()` afterwards so they stay so.
+    """Stop training the streams: no gradients, BN and dropout in eval mode.
+
+    Returns the frozen parameter count. Call `set_train_mode` instead of `model.train()`
+    afterwards so they stay so.
     """
     count = 0
     for module in stream_modules(model, freeze):
@@ -127,10 +131,12 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def set_train_mode(model: nn.Module, frozen: Sequence[nn.Module] | None = None) -> None:
-    """model.train(), except that frozen sub-modules stay in eval mode, as in the released code's
-    fixed experts: their BN keeps its running statistics (in train mode BN would still update them
-    from each batch) and their dropout is off, so a frozen stream is a fixed function.
-    `frozen`: `frozen_modules(model)` computed once (finding them walks the whole model).
+    """model.train(), except that frozen sub-modules stay in eval mode.
+
+    As in the released code's fixed experts: their BN keeps its running statistics (in train mode
+    BN would still update them from each batch) and their dropout is off, so a frozen stream is a
+    fixed function. `frozen`: `frozen_modules(model)` computed once (finding them walks the whole
+    model).
     """
     model.train()
     for module in frozen_modules(model) if frozen is None else frozen:

@@ -64,8 +64,10 @@ def evaluate(
     device: torch.device,
     void_index: int = 0,
 ) -> SegMetrics:
-    """Confusion-matrix metrics of `model` over `loader`; under DDP each rank passes its shard
-    (see `ShardSampler`) and every rank returns the metrics of the whole set.
+    """Confusion-matrix metrics of `model` over `loader`.
+
+    Under DDP each rank passes its shard (see `ShardSampler`) and every rank returns the metrics
+    of the whole set.
     """
     net = unwrap(model)
     meter = ConfusionMeter(num_classes, void_index, device)
@@ -78,8 +80,10 @@ def evaluate(
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """`model` in eval mode inside the block; afterwards every sub-module gets its own mode back
-    (a plain model.train() would unfreeze the BN of frozen streams).
+    """`model` in eval mode inside the block.
+
+    Afterwards every sub-module gets its own mode back (a plain model.train() would unfreeze the
+    BN of frozen streams).
     """
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -104,8 +108,10 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 class CsvLog:
-    """Append-only CSV with a fixed header; on resume, rows past the resumed iteration are dropped
-    (they came from a run that went further than its last checkpoint).
+    """Append-only CSV with a fixed header.
+
+    On resume, rows past the resumed iteration are dropped (they came from a run that went
+    further than its last checkpoint).
     """
 
     def __init__(self, path: Path, header: list[str], resume_from: int | None) -> None:
@@ -128,8 +134,9 @@ class CsvLog:
 
 
 class Trainer:
-    """Build everything one stage needs from a `TrainConfig`; `run()` trains and returns the
-    final metrics per evaluation set.
+    """Build everything one stage needs from a `TrainConfig`.
+
+    `run()` trains and returns the final metrics per evaluation set.
     """
 
     def __init__(
@@ -340,8 +347,10 @@ class Trainer:
     # -- loop ---------------------------------------------------------------------------------
 
     def run(self, stop_at: int | None = None) -> dict[str, SegMetrics]:
-        """Train to `optim.iterations`, or pause at iteration `stop_at` (saving `last.pt` there, to
-        continue later with resume; the lr schedule still runs over `optim.iterations`).
+        """Train to `optim.iterations`, or pause at iteration `stop_at`.
+
+        A pause saves `last.pt` there, to continue later with resume; the lr schedule still runs
+        over `optim.iterations`.
         """
         cfg = self.cfg
         end = cfg.optim.iterations if stop_at is None else min(stop_at, cfg.optim.iterations)
@@ -412,8 +421,10 @@ class Trainer:
         return float(loss.detach())
 
     def _sync_buffers(self) -> None:
-        """Give every rank rank 0's BN statistics. DDP broadcasts them before each forward, so
-        after the last step they differ per rank; evaluation and the checkpoint need one model.
+        """Give every rank rank 0's BN statistics.
+
+        DDP broadcasts them before each forward, so after the last step they differ per rank;
+        evaluation and the checkpoint need one model.
         """
         if self.ctx.distributed:
             for buffer in self.model.buffers():

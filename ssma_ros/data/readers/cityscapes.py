@@ -27,7 +27,9 @@ def disparity_to_depth(raw: np.ndarray, baseline_m: float, fx: float) -> np.ndar
 
 
 class CityscapesReader(DatasetReader):
-    """Cityscapes in its released layout::
+    """Reader of Cityscapes with disparity-derived depth.
+
+    Files in the released layout::
 
         root/leftImg8bit/<split>/<city>/<city>_<seq>_<frame>_leftImg8bit.png
         root/disparity/<split>/<city>/<city>_<seq>_<frame>_disparity.png   (uint16)

@@ -32,7 +32,9 @@ def _index(folder: Path) -> dict[str, Path]:
 
 
 class FreiburgForestReader(DatasetReader):
-    """Freiburg Forest in the layout of freiburg_forest_annotated.tar.gz::
+    """Reader of Freiburg Forest with NIR, EVI or depth as the auxiliary modality.
+
+    Files in the layout of freiburg_forest_annotated.tar.gz::
 
         root/<train|test>/rgb/<id>_Clipped.jpg
         root/<train|test>/GT_color/<id>_mask.png      (colour-coded ground truth)

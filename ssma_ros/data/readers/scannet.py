@@ -33,7 +33,9 @@ def read_label_map(tsv: Path, source: str = "id", target: str = "nyu40id") -> di
 
 
 class ScanNetReader(DatasetReader):
-    """ScanNet v2 scenes after SensReader export and unzipping ``<scene>_2d-label-filt.zip``::
+    """Reader of ScanNet v2 RGB-D frames with NYU40-mapped labels.
+
+    Scenes after SensReader export and unzipping ``<scene>_2d-label-filt.zip``::
 
         root/scans/<scene>/color/<i>.jpg                 (1296x968)
         root/scans/<scene>/depth/<i>.png                 (640x480 uint16 millimetres, 0 invalid)

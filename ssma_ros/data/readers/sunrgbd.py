@@ -39,7 +39,9 @@ def _single(folder: Path, suffixes: tuple[str, ...]) -> Path:
 
 
 class SunRGBDReader(DatasetReader):
-    """SUN RGB-D scene folders as released (SUNRGBD/kv1/NYUdata/NYU0001/, kv2/..., ...)::
+    """Reader of SUN RGB-D scenes with label maps exported to PNG.
+
+    Scene folders as released (SUNRGBD/kv1/NYUdata/NYU0001/, kv2/..., ...)::
 
         <scene>/image/<name>.jpg
         <scene>/depth_bfx/<name>.png    (hole-filled; or depth/ with depth_folder="depth")

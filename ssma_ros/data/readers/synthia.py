@@ -29,14 +29,18 @@ def synthia_depth(raw: np.ndarray) -> np.ndarray:
 
 
 def synthia_class_ids(raw: np.ndarray) -> np.ndarray:
-    """The class channel of a GT/LABELS image: the first channel of the file (R), which OpenCV
-    returns last; single-channel images are taken as they are.
+    """The class channel of a GT/LABELS image.
+
+    That is the first channel of the file (R), which OpenCV returns last; single-channel images
+    are taken as they are.
     """
     return raw[:, :, 2] if raw.ndim == 3 else raw
 
 
 class SynthiaReader(DatasetReader):
-    """SYNTHIA in its released layouts::
+    """Reader of SYNTHIA (RAND_CITYSCAPES and the video sequences).
+
+    Files in the released layouts::
 
         rand_cityscapes: root/RGB/<n>.png, root/Depth/<n>.png (or Depth/Depth/),
                          root/GT/LABELS/<n>.png
