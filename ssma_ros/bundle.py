@@ -4,6 +4,10 @@ A bundle is `model.onnx` + `bundle.json` (+ optional `model_fp16.onnx`, `model.p
 `bundle.json` holds everything the node needs to serve the model exactly as it was trained.
 This module is import-light (no torch, no onnxruntime) so every backend and the node can use it;
 only `write_bundle` imports `onnx`, to read the input/output shapes from the exported file.
+
+Long because: the bundle contract is one schema, written and checked in one place: the writer,
+the loader, the validation of every field and the contract embedded in model.onnx must change
+together when the contract does.
 """
 
 from __future__ import annotations

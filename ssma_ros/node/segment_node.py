@@ -12,6 +12,10 @@ takes the newest pair, decodes and encodes it and runs the model; the output wor
 logits into the subscribed outputs and publishes them, while the model already runs on the next
 pair (the backends release the GIL). Each stage hands over through a one-slot mailbox, so a
 slow stage drops frames (counted) instead of queueing them.
+
+Long because: one lifecycle node is one class (the rclpy convention): five transitions, the
+subscriptions, two workers, publishers, run-time parameters and diagnostics of one object. What
+can live without ROS already does (serve/, params.py); the rest is glue that shares its state.
 """
 
 from __future__ import annotations

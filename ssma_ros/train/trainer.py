@@ -6,6 +6,9 @@ checkpoints `last.pt` and `best.pt` (best mean mIoU over the evaluation sets) wi
 resume needs, a CSV log, TensorBoard scalars and PNG plots. Under `torchrun` it trains with
 DistributedDataParallel; every rank evaluates its shard and all ranks get the same metrics;
 only rank 0 writes files.
+
+Long because: one training run's life cycle (build, resume, step, evaluate, checkpoint, log) is
+one object's state; the pieces it composes (data, stages, loss, metrics, plots) live elsewhere.
 """
 
 from __future__ import annotations
