@@ -70,6 +70,7 @@ class DataSection:
     # evenly spread over the evaluation split (0 = all).
     val_samples: int = 64
     scene_seed: int = 0  # synthetic generator seed (the world), distinct from the training seed
+    benchmark: str = "v1"  # synthetic: the condition set (v1: RGB fails; v2: depth/thermal too)
     # Dataset readers (data/readers): keyword arguments for both splits (e.g. class_set, aux),
     # then per split. Cityscapes and Freiburg Forest default to their train/val (test) splits;
     # readers without a split argument need val_reader to name the evaluation subset
@@ -121,6 +122,10 @@ class InitSection:
     rgb: str | None = None  # stage "fusion": expert checkpoint for the rgb stream
     aux: str | None = None  # stage "fusion": expert checkpoint for the aux stream
     checkpoint: str | None = None  # start from these weights (same arch), e.g. stage "finetune"
+    # Stage "fusion" of ssma from experts: start the fusion blocks and the decoder so that the
+    # model reproduces one expert (rgb | aux | best: the expert with the higher validation mIoU
+    # in its checkpoint); None = the usual random initialisation (cold).
+    warm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +209,15 @@ def check(cfg: TrainConfig) -> None:
     if d.source == "synthetic":
         if d.aux is not None:
             _one_of("data.aux", d.aux, ("depth", "infrared"))
+        from ssma_ros.data.synthetic import BENCHMARKS  # numpy + OpenCV: only when needed
+
+        _one_of("data.benchmark", d.benchmark, tuple(BENCHMARKS))
+        known = BENCHMARKS[d.benchmark]
+        unknown = sorted(set(d.train_conditions) - set(known)) + sorted(
+            set(d.eval_conditions) - set(known)
+        )
+        if unknown:
+            raise ConfigError(f"data: conditions {unknown} are not in benchmark {d.benchmark}")
         if (
             not d.train_conditions
             or any(v < 0 for v in d.train_conditions.values())

@@ -48,6 +48,9 @@ PER_RUN_KEYS = (
     "optim.encoder_lr_scale",
     "modality_dropout",
 )
+#: Data keys that an RGB-only model never sees, so one RGB expert serves experiments whose aux
+#: sensors differ (its RGB frames are the same: the condition draw does not depend on aux).
+AUX_ONLY_KEYS = ("data.aux", "data.cache", "data.eval_conditions")
 #: Keys that hold paths under the experiment's output folder (moved by --output-dir).
 PATH_KEYS = ("output_dir", "data.cache", "init.rgb", "init.aux", "init.checkpoint")
 
@@ -105,9 +108,9 @@ def load_experiment(path: str | Path) -> Experiment:
         test = TestSpec(**test_data)
     except TypeError as err:
         raise ConfigError(f"{path}: test: {err}") from err
-    if set(test.conditions) - set(synthetic.CONDITIONS) or test.samples <= 0:
+    if set(test.conditions) - set(synthetic.CONDITIONS_V2) or test.samples <= 0:
         raise ConfigError(
-            f"{path}: test.conditions must come from {synthetic.CONDITIONS} and samples be > 0"
+            f"{path}: test.conditions must come from {synthetic.CONDITIONS_V2} and samples be > 0"
         )
     reference = data.get("reference", "ssma")
     if reference not in names:
@@ -165,6 +168,13 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _kind(flat: Mapping[str, Any]) -> str:
+    rgb_only = flat.get("model.arch") == "adapnet" and list(flat.get("model.modalities")) == [
+        "rgb"
+    ]
+    return "rgb_only" if rgb_only else "other"
+
+
 def check_fair(configs: Mapping[str, TrainConfig]) -> None:
     """Raise ConfigError unless the runs differ only in PER_RUN_KEYS."""
     flat = {name: _flatten(cfg.to_dict()) for name, cfg in configs.items()}
@@ -172,6 +182,8 @@ def check_fair(configs: Mapping[str, TrainConfig]) -> None:
     for name, values in flat.items():
         for key in sorted(set(values) | set(flat[first])):
             if key.startswith(PER_RUN_KEYS) or key in ("progress", "tensorboard"):
+                continue
+            if key.startswith(AUX_ONLY_KEYS) and "rgb_only" in (_kind(values), _kind(flat[first])):
                 continue
             if values.get(key) != flat[first].get(key):
                 raise ConfigError(
@@ -300,6 +312,7 @@ def test_frames(exp: Experiment, cfg: TrainConfig) -> dict[str, list[dict[str, A
                 aux,
                 conditions=(c,),
                 strength=t.strength,
+                benchmark=d.benchmark,
             )
         )
         for c in t.conditions
