@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from ssma_ros.train import experiment
+from ssma_ros.train.experiment import cli as experiment_cli
 from ssma_ros.train.config import ConfigError, from_dict
 from ssma_ros.train.data import FixedFrames, SegDataset
 from ssma_ros.train.metrics import scores
@@ -126,10 +127,12 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
         str(out),
         "--figures",
         str(figures),
+        "--json",
+        str(tmp_path / "results.json"),
         "--threads",
         "1",
     ]
-    assert experiment.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
+    assert experiment_cli.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
 
     timings = json.loads((out / experiment.TIMINGS).read_text())
     assert set(timings) == {"rgb", "aux", "early", "late", "ssma"}
@@ -156,8 +159,24 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
                 assert data[f"{key}/{condition}/example"].shape == (48, 64)
     table = (out / experiment.TABLE).read_text()
     assert "| SSMA, aux blanked |" in table and "SSMA minus" in table
-    for name in ("experiment_miou.png", "experiment_classes.png", "experiment_examples.png"):
-        assert (figures / name).read_bytes()[:8] == PNG
+    for name in ("miou", "classes", "examples", "gates"):
+        assert (figures / f"experiment_{name}.png").read_bytes()[:8] == PNG
+    # SSMA's mean gates per condition and block: RGB half and aux half, each a sigmoid mean.
+    gates = results["rows"]["ssma"]["gates"]
+    assert set(gates) == {"clear", "night"}
+    assert set(gates["clear"]) == {"fuse_aspp", "fuse_eighth", "fuse_quarter"}
+    assert all(0 < g[h] < 1 for c in gates.values() for g in c.values() for h in ("rgb", "aux"))
+    # The results file in the schema: mIoU % per model and condition, margins in points.
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert set(summary) == {"models", "margins", "recipe", "commands"}
+    assert summary["models"]["ssma_no_aux"]["night"] == pytest.approx(
+        results["rows"]["ssma_no_aux"]["conditions"]["night"]["miou"] * 100, abs=0.01
+    )
+    assert set(summary["margins"]) == {f"ssma_minus_{k}" for k in ("rgb", "aux", "early", "late")}
+    for per in summary["margins"].values():
+        assert set(per) == {"clear", "night", "mean"}
+        assert all(lo <= hi for _, lo, hi in per.values())
+    assert any(c.startswith("OMP_NUM_THREADS=2") and " run " in c for c in summary["commands"])
 
 
 def test_score_frames_agrees_with_the_trainers_evaluation(tmp_path):
