@@ -91,7 +91,7 @@ def _variants(
             "ignore", torch.jit.TracerWarning
         )  # shape checks frozen at this size: fine
         tuned = torch.jit.optimize_for_inference(
-            torch.jit.freeze(torch.jit.trace(model, inputs).eval())
+            torch.jit.freeze(torch.jit.trace(model, inputs, strict=False).eval())
         )
         cl_inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)
 

@@ -15,6 +15,8 @@ import torch
 
 from ssma_ros.bundle import load_bundle
 from ssma_ros.data.synthetic import CLASSES
+from ssma_ros.export.onnx import onnx_matches_torch
+from ssma_ros.model.checkpoint import load_checkpoint
 
 pytest.importorskip("onnxruntime")
 
@@ -28,6 +30,8 @@ FIRST, COUNT = 0, 16
 #: mIoU points the check may differ from the card: the frames and weights are fixed, so only
 #: platform numerics (ONNX Runtime kernels, OpenCV resizing, numpy) can move the figure.
 TOLERANCE = 1.5
+#: Decoder width of the unpruned lite config: the side heads' input channels before pruning.
+CONFIG_DECODER_WIDTH = 48
 
 
 def card_figure(label: str) -> float:
@@ -53,6 +57,23 @@ def test_default_bundle_is_complete_small_and_carries_no_training_state() -> Non
     assert record["pruned"] is True and "resume" not in record and "optimizer" not in record
     assert record["pruning"]["step"] >= 1
     assert CARD.is_file()
+
+
+def test_shipped_checkpoint_loads_and_gives_the_logits_of_the_shipped_onnx() -> None:
+    """model.pt loads under today's names, side heads included, with the logits of model.onnx.
+
+    The (pruned) file was written when the side heads were called decoder.aux_*.
+    """
+    model, _ = load_checkpoint(BUNDLE / "model.pt")
+    state = torch.load(BUNDLE / "model.pt", weights_only=True)["model"]["full_state_dict"]
+    for level in ("quarter", "eighth"):
+        saved = state.get(f"decoder.aux_{level}.0") or state[f"decoder.side_{level}.0"]
+        loaded = model.decoder.get_submodule(f"side_{level}.0")
+        assert torch.equal(loaded.weight, saved["_parameters"]["weight"]), level
+        assert loaded.in_channels == saved["in_channels"] < CONFIG_DECODER_WIDTH  # pruned
+    g = torch.Generator().manual_seed(0)
+    x = [torch.rand(1, 3, 240, 320, generator=g) for _ in range(2)]
+    assert onnx_matches_torch(model, BUNDLE / "model.onnx", x, atol=1e-4) <= 1e-4
 
 
 def test_default_bundle_scores_what_its_card_states() -> None:

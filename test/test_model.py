@@ -18,7 +18,9 @@ from ssma_ros.model import (
     load_checkpoint,
     save_checkpoint,
 )
+from ssma_ros.model.adapnet import Expert
 from ssma_ros.model.backbone import MultiscaleConv
+from ssma_ros.model.base import OUT, SIDE_EIGHTH, SIDE_QUARTER, SegmentationModel
 from ssma_ros.model.info import count_flops, count_params
 from ssma_ros.model.info import main as info_main
 
@@ -63,7 +65,7 @@ def test_full_parameter_counts_match_the_paper(full_adapnet) -> None:
 
     full_adapnet.eval()
     with torch.no_grad():
-        assert full_adapnet(torch.randn(1, 3, 32, 48)).shape == (1, 12, 32, 48)
+        assert full_adapnet(torch.randn(1, 3, 32, 48))[OUT].shape == (1, 12, 32, 48)
 
 
 def test_full_config_has_the_paper_dilations() -> None:
@@ -71,7 +73,7 @@ def test_full_config_has_the_paper_dilations() -> None:
     assert full.unit_dilations(1, 3) == (1, 2)
     assert [full.unit_dilations(2, u) for u in range(2, 6)] == [(1, 2), (1, 4), (1, 8), (1, 16)]
     assert [full.unit_dilations(3, u) for u in range(3)] == [(2, 4), (2, 8), (2, 16)]
-    assert full.unit_dilations(2, 0) is None and full.output_stride == 16
+    assert full.unit_dilations(2, 0) is None
 
 
 # --- structure ------------------------------------------------------------------------------
@@ -90,18 +92,21 @@ def test_multiscale_unit_uses_configured_rates_and_same_parameters_as_a_3x3(full
 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("size", [(32, 32), (64, 96), (112, 80)])
-def test_output_shapes_eval_and_train(lite_models, arch: str, size: tuple[int, int]) -> None:
+def test_output_is_one_type_in_eval_and_train(
+    lite_models, arch: str, size: tuple[int, int]
+) -> None:
+    """A dict in both modes: the logits under "out"; the side heads in train mode only."""
     model = lite_models[arch]
     h, w = size
     model.eval()
     with torch.no_grad():
         out = model(*inputs(arch, 1, h, w))
-    assert isinstance(out, torch.Tensor) and out.shape == (1, 12, h, w)
+    assert type(out) is dict and set(out) == {OUT} and out[OUT].shape == (1, 12, h, w)
     model.train()
     with torch.no_grad():
         outs = model(*inputs(arch, 2, h, w))
-    assert isinstance(outs, tuple) and len(outs) == 3
-    assert all(o.shape == (2, 12, h, w) for o in outs)
+    assert type(outs) is dict and set(outs) == {OUT, SIDE_QUARTER, SIDE_EIGHTH}
+    assert all(o.shape == (2, 12, h, w) for o in outs.values())
 
 
 def test_model_attributes(lite_models) -> None:
@@ -175,18 +180,53 @@ def test_eval_mode_is_deterministic(lite_models) -> None:
     model = lite_models["ssma"].eval()
     x = inputs("ssma", 1, 48, 64)
     with torch.no_grad():
-        assert torch.equal(model(*x), model(*x))
+        assert torch.equal(model(*x)[OUT], model(*x)[OUT])
 
 
-def test_load_experts_copies_unimodal_weights() -> None:
-    rgb_net = build_model("adapnet", "lite", 12)
-    aux_net = build_model("adapnet", "lite", 12, modality="aux")
-    ssma = build_model("ssma", "lite", 12)
-    ssma.load_experts(rgb_net, aux_net)
-    for name, value in rgb_net.expert.state_dict().items():
-        assert torch.equal(ssma.rgb_expert.state_dict()[name], value)
-    for name, value in aux_net.expert.state_dict().items():
-        assert torch.equal(ssma.aux_expert.state_dict()[name], value)
+# --- the model contract (base.SegmentationModel) ---------------------------------------------
+
+
+def test_every_arch_names_its_streams(lite_models) -> None:
+    expected = {
+        "adapnet": lambda m: [m.expert],
+        "early": lambda m: [m.expert],
+        "ssma": lambda m: [m.rgb_expert, m.aux_expert],
+        "late": lambda m: [m.rgb_net.expert, m.aux_net.expert],
+    }
+    for arch, model in lite_models.items():
+        assert isinstance(model, SegmentationModel)
+        streams = model.streams()
+        assert all(isinstance(s, Expert) for s in streams)
+        assert [id(s) for s in streams] == [id(s) for s in expected[arch](model)], arch
+        assert model.input_channels == (3,) * len(model.input_names)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_expert_prefixes_cover_each_stream_with_tensors_that_fit(lite_models, arch) -> None:
+    """Expert tensors land on tensors of their shape and cover that modality's stream whole.
+
+    Unimodal AdapNet++ and early fusion take none.
+    """
+    model = lite_models[arch]
+    target = model.state_dict()
+    if arch in ("adapnet", "early"):
+        assert model.expert_prefixes("rgb") == {}
+        return
+    names = {id(m): name for name, m in model.named_modules()}
+    for modality, stream in zip(("rgb", "aux"), model.streams()):
+        expert = build_model("adapnet", "lite", 12, modality=modality).state_dict()
+        landed = set()
+        for src, dst in model.expert_prefixes(modality).items():
+            for key, tensor in expert.items():
+                if key.startswith(src):
+                    place = dst + key[len(src) :]
+                    assert target[place].shape == tensor.shape, place
+                    landed.add(place)
+        stream_keys = {f"{names[id(stream)]}.{k}" for k in stream.state_dict()}
+        assert stream_keys <= landed, modality
+        assert all(k.startswith(f"{modality}_") for k in landed), modality  # its own side only
+    with pytest.raises(ValueError, match="'depth'"):
+        model.expert_prefixes("depth")
 
 
 # --- configs --------------------------------------------------------------------------------
@@ -215,41 +255,66 @@ def test_lite_is_a_small_multistage_network() -> None:
 # --- loss -----------------------------------------------------------------------------------
 
 
-def _seg_batch(seed: int = 0) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+def _seg_batch(seed: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    outputs = tuple(torch.randn(2, 5, 8, 8, generator=g) for _ in range(3))
+    outputs = {k: torch.randn(2, 5, 8, 8, generator=g) for k in (OUT, SIDE_QUARTER, SIDE_EIGHTH)}
     target = torch.randint(0, 5, (2, 8, 8), generator=g)
     target[:, :2] = 0  # a band of void
     return outputs, target
 
 
-def test_seg_loss_has_the_0_6_and_0_5_aux_weights() -> None:
+def test_seg_loss_has_the_0_6_and_0_5_side_weights() -> None:
     outputs, target = _seg_batch()
-    ce = [F.cross_entropy(o, target, ignore_index=0) for o in outputs]
-    expected = ce[0] + 0.6 * ce[1] + 0.5 * ce[2]
+    ce = {k: F.cross_entropy(o, target, ignore_index=0) for k, o in outputs.items()}
+    expected = ce[OUT] + 0.6 * ce[SIDE_QUARTER] + 0.5 * ce[SIDE_EIGHTH]
     assert torch.allclose(SegLoss()(outputs, target), expected)
-    assert torch.allclose(SegLoss()(outputs[0], target), ce[0])
-    assert torch.allclose(SegLoss(aux_weights=(0.0, 1.0))(outputs, target), ce[0] + ce[2])
+    assert torch.allclose(SegLoss()({OUT: outputs[OUT]}, target), ce[OUT])  # eval mode
+    both = ce[OUT] + ce[SIDE_EIGHTH]
+    assert torch.allclose(SegLoss(side_weights=(0.0, 1.0))(outputs, target), both)
+
+
+@pytest.mark.parametrize(
+    "arch, train_loss, eval_loss",
+    [  # computed with the code before the model contract (tuple in train, tensor in eval)
+        ("adapnet", 4.366948127746582, 1.804773211479187),
+        ("ssma", 4.397018909454346, 1.7915000915527344),
+        ("early", 4.307192325592041, 1.8079684972763062),
+        ("late", 4.100599765777588, 1.8025001287460327),
+    ],
+)
+def test_loss_of_a_fixed_batch_is_unchanged(arch, train_loss, eval_loss) -> None:
+    torch.manual_seed(0)
+    model = build_model(arch, "lite", 6).train()
+    g = torch.Generator().manual_seed(3)
+    x = [torch.randn(2, 3, 32, 48, generator=g) for _ in range(2 if arch in TWO_INPUTS else 1)]
+    target = torch.randint(0, 6, (2, 32, 48), generator=g)
+    target[:, :5] = 0
+    torch.manual_seed(1)  # dropout
+    assert SegLoss()(model(*x), target).item() == pytest.approx(train_loss, rel=1e-5)
+    model.eval()
+    with torch.no_grad():
+        assert SegLoss()(model(*x), target).item() == pytest.approx(eval_loss, rel=1e-5)
 
 
 def test_seg_loss_ignores_void_pixels() -> None:
     outputs, target = _seg_batch()
     loss = SegLoss()(outputs, target)
-    void = (target == 0).unsqueeze(1).expand_as(outputs[0])
-    changed = tuple(torch.where(void, o * 10 + 3, o) for o in outputs)
+    void = (target == 0).unsqueeze(1).expand_as(outputs[OUT])
+    changed = {k: torch.where(void, o * 10 + 3, o) for k, o in outputs.items()}
     assert torch.allclose(SegLoss()(changed, target), loss)
-    valid_changed = tuple(torch.where(void, o, o * 10 + 3) for o in outputs)
+    valid_changed = {k: torch.where(void, o, o * 10 + 3) for k, o in outputs.items()}
     assert not torch.allclose(SegLoss()(valid_changed, target), loss)
     # Normalised over valid pixels: the loss does not shrink as the void fraction grows.
     uniform = torch.zeros(1, 5, 4, 4)
     mostly_void = torch.zeros(1, 4, 4, dtype=torch.long)
     mostly_void[0, 0, 0] = 2
-    assert torch.allclose(SegLoss()(uniform, mostly_void), torch.log(torch.tensor(5.0)))
+    assert torch.allclose(SegLoss()({OUT: uniform}, mostly_void), torch.log(torch.tensor(5.0)))
 
 
 def test_seg_loss_all_void_is_zero_not_nan() -> None:
     logits = torch.randn(1, 4, 4, 4, requires_grad=True)
-    loss = SegLoss()((logits, logits, logits), torch.zeros(1, 4, 4, dtype=torch.long))
+    outputs = {OUT: logits, SIDE_QUARTER: logits, SIDE_EIGHTH: logits}
+    loss = SegLoss()(outputs, torch.zeros(1, 4, 4, dtype=torch.long))
     loss.backward()
     assert loss.item() == 0.0 and torch.equal(logits.grad, torch.zeros_like(logits))
 
@@ -283,7 +348,7 @@ def test_checkpoint_round_trip(tmp_path) -> None:
     model.eval()
     x = inputs("ssma", 1, 32, 48)
     with torch.no_grad():
-        assert torch.equal(loaded(*x), model(*x))
+        assert torch.equal(loaded(*x)[OUT], model(*x)[OUT])
 
 
 def test_checkpoint_keeps_custom_config_and_modality(tmp_path) -> None:
@@ -293,7 +358,20 @@ def test_checkpoint_keeps_custom_config_and_modality(tmp_path) -> None:
     assert isinstance(torch.load(path, weights_only=True)["config"], dict)
     loaded, meta = load_checkpoint(path)
     assert meta == {} and loaded.config == custom and loaded.input_names == ("aux",)
-    assert loaded(torch.zeros(1, 1, 32, 32)).shape == (1, 4, 32, 32)
+    assert loaded(torch.zeros(1, 1, 32, 32))[OUT].shape == (1, 4, 32, 32)
+    assert loaded.input_channels == (1,)
+
+
+def test_checkpoint_with_the_old_side_head_names_loads(tmp_path) -> None:
+    """Files from before the rename call the side heads decoder.aux_quarter / aux_eighth."""
+    model = build_model("late", "lite", 5)
+    record = torch.load(save_checkpoint(tmp_path / "new.pt", model), weights_only=True)
+    old = {k.replace("decoder.side_", "decoder.aux_"): v for k, v in record["model"].items()}
+    assert "rgb_net.decoder.aux_quarter.0.weight" in old
+    torch.save({**record, "model": old}, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    for key, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], tensor), key
 
 
 def test_checkpoint_rejects_unsafe_meta_and_reserved_keys(tmp_path) -> None:
@@ -312,7 +390,7 @@ def test_pruned_checkpoint_round_trip(tmp_path) -> None:
     model = build_model("ssma", "lite", 6)
     example = inputs("ssma", 2, 32, 32)
     head = model.decoder
-    keep = [head.up_full[0], head.refine_quarter[2][0], head.aux_quarter[0], head.aux_eighth[0]]
+    keep = [head.up_full[0], head.refine_quarter[2][0], head.side_quarter[0], head.side_eighth[0]]
     pruner = tp.pruner.MagnitudePruner(
         model,
         example,
@@ -335,7 +413,7 @@ def test_pruned_checkpoint_round_trip(tmp_path) -> None:
     model.eval()
     x = inputs("ssma", 1, 48, 64)
     with torch.no_grad():
-        assert torch.equal(loaded(*x), model(*x))
+        assert torch.equal(loaded(*x)[OUT], model(*x)[OUT])
 
 
 # --- info -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 
 from ssma_ros.export.onnx import export_onnx, onnx_matches_torch
 from ssma_ros.model import build_model
+from ssma_ros.model.base import OUT
 
 H, W = 64, 96
 
@@ -103,7 +104,7 @@ def test_fp16_export_loads_in_onnxruntime_and_is_close(tmp_path) -> None:
     diff = onnx_matches_torch(model, path, [x], atol=None)
     model.eval()
     with torch.no_grad():
-        scale = model(x).abs().max().item()
+        scale = model(x)[OUT].abs().max().item()
     print(
         f"lite AdapNet++ fp16 ONNX vs fp32 torch: max abs diff {diff:.2e} "
         f"(logit scale {scale:.1f})"

@@ -25,11 +25,12 @@ from ssma_ros.compress.report import StepResult, choose  # noqa: E402
 from ssma_ros.data.preprocess import Preprocess  # noqa: E402
 from ssma_ros.data.synthetic import CLASSES, PALETTE  # noqa: E402
 from ssma_ros.model import SegLoss, build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from ssma_ros.model.base import OUT, SIDE_EIGHTH, SIDE_QUARTER  # noqa: E402
 from ssma_ros.model.info import count_params  # noqa: E402
 from ssma_ros.train.config import TrainConfig  # noqa: E402
 
 # Every structural element of lite (multiscale units, shortcuts, eASPP, SSMA at three levels,
-# attention, aux heads) at a size that prunes, trains and exports in seconds.
+# attention, side heads) at a size that prunes, trains and exports in seconds.
 TINY = dict(
     stem_width=8,
     widths=(16, 32, 48, 64),
@@ -60,12 +61,13 @@ def random_batches(count: int, num_classes: int, seed: int):
 
 
 def outputs(model: torch.nn.Module, x) -> list[torch.Tensor]:
-    """Eval logits and the train-mode (aux heads) outputs with fixed BN statistics."""
+    """Eval logits and the train-mode outputs (with side heads) with fixed BN statistics."""
     model.eval()
     with torch.no_grad():
-        result = [model(*x)]
+        result = [model(*x)[OUT]]
         with frozen_statistics(model):
-            result += list(model(*x))
+            train = model(*x)
+            result += [train[OUT], train[SIDE_QUARTER], train[SIDE_EIGHTH]]
     return result
 
 
@@ -92,8 +94,8 @@ def test_pruning_shrinks_prunable_layers_and_keeps_excluded_ones(pruned) -> None
     assert {
         "decoder.refine_quarter.2.0",
         "decoder.up_full.0",
-        "decoder.aux_quarter.0",
-        "decoder.aux_eighth.0",
+        "decoder.side_quarter.0",
+        "decoder.side_eighth.0",
         "rgb_expert.encoder.stem.0",
         "aux_expert.encoder.stem.0",
     } == set(excluded)
@@ -102,7 +104,7 @@ def test_pruning_shrinks_prunable_layers_and_keeps_excluded_ones(pruned) -> None
         assert getattr(modules[name], width) == getattr(before[name], width), name
     # Input channels of excluded layers still follow their producers.
     assert (
-        modules["decoder.aux_quarter.0"].in_channels
+        modules["decoder.side_quarter.0"].in_channels
         == modules["decoder.up_quarter.0"].out_channels
     )
     assert (
@@ -177,7 +179,7 @@ def test_pruned_model_trains_and_round_trips(pruned, tmp_path) -> None:
     x = inputs(1, seed=7)
     model.eval()
     with torch.no_grad():
-        assert torch.equal(loaded(*x), model(*x))
+        assert torch.equal(loaded(*x)[OUT], model(*x)[OUT])
     assert meta == {"note": "tiny"}
 
 
@@ -188,8 +190,8 @@ class Confident(torch.nn.Module):
         super().__init__()
         self.net = build_model("ssma", TINY, 6)
 
-    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
-        return 20 * self.net(rgb, aux)
+    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {OUT: 20 * self.net(rgb, aux)[OUT]}
 
 
 def test_distillation_pulls_the_pruned_model_towards_its_teacher(pruned) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 from ssma_ros.bundle import Bundle, load_bundle, read_onnx_io
 from ssma_ros.data.preprocess import Preprocess
 from ssma_ros.export import bundle_cli
+from ssma_ros.model.base import OUT
 from ssma_ros.model.builder import build_model
 from ssma_ros.model.checkpoint import save_checkpoint
 from ssma_ros.model.config import ModelConfig
@@ -94,7 +95,8 @@ def random_inputs(seed: int = 0) -> dict[str, np.ndarray]:
 
 def torch_logits(model: nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarray:
     with torch.no_grad():
-        return model(torch.from_numpy(inputs["rgb"]), torch.from_numpy(inputs["aux"])).numpy()
+        logits = model(torch.from_numpy(inputs["rgb"]), torch.from_numpy(inputs["aux"]))[OUT]
+        return logits.numpy()
 
 
 def test_export_cli_writes_a_verified_bundle_from_the_checkpoint_meta(exported: Exported) -> None:

@@ -2,7 +2,7 @@
 
 The pruned model is fine-tuned on the same data stream as it was trained on (the checkpoint's
 own training config: synthetic mix or dataset reader, augmentation, modality dropout), with the
-same loss (main + auxiliary heads), Adam and poly decay, every parameter trainable. Optionally
+same loss (main + side heads), Adam and poly decay, every parameter trainable. Optionally
 the unpruned network teaches the pruned one (pixel-wise knowledge distillation on the main
 logits), which recovers accuracy in fewer iterations than the labels alone. Evaluation frames are
 encoded once and kept in memory, since every pruning step evaluates them again.
@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ssma_ros.compress.prune import Batch
+from ssma_ros.model.base import OUT, SegOutput
 from ssma_ros.model.loss import SegLoss
 from ssma_ros.train.config import TrainConfig, from_dict
 from ssma_ros.train.data import DataInfo, SegDataset, build_datasets
@@ -116,13 +117,10 @@ class Distillation:
         self.weight = weight
         self.temperature = temperature
 
-    def __call__(
-        self, inputs: Sequence[torch.Tensor], outputs: torch.Tensor | Sequence[torch.Tensor]
-    ) -> torch.Tensor:
-        student = outputs if isinstance(outputs, torch.Tensor) else outputs[0]
+    def __call__(self, inputs: Sequence[torch.Tensor], outputs: SegOutput) -> torch.Tensor:
         with torch.no_grad():
-            teacher = self.teacher(*inputs)
-        return self.weight * distillation_loss(student, teacher, self.temperature)
+            teacher = self.teacher(*inputs)[OUT]
+        return self.weight * distillation_loss(outputs[OUT], teacher, self.temperature)
 
 
 def finetune(

@@ -21,7 +21,7 @@ paper's per-layer normalised scores and a single threshold.
 Not pruned (their output channels are fixed by something outside the network):
   - the classifier (last 1x1 conv of the decoder) and the x4 transposed conv after it: their
     outputs are the class scores;
-  - the auxiliary heads: class scores too (training only, but fine-tuning trains them);
+  - the side heads: class scores too (training only, but fine-tuning trains them);
   - the input BatchNorm of each encoder stem: its channels are the sensor's image channels.
 Their input channels are still pruned with the layers that feed them. Unlike the released code,
 the eASPP image-pooling conv and the skip projections are prunable here: they are ordinary
@@ -44,7 +44,7 @@ from ssma_ros.model.decoder import Decoder
 EXCLUDED_REASONS = {
     "classifier": "its output channels are the class scores",
     "upsample_x4": "transposed conv from class scores to class scores",
-    "aux_head": "auxiliary head: its output channels are the class scores",
+    "side_head": "deep-supervision head: its output channels are the class scores",
     "input_bn": "input normalisation: its channels are the sensor's image channels",
 }
 
@@ -62,8 +62,8 @@ def excluded_layers(model: nn.Module) -> dict[str, str]:
         if isinstance(module, Decoder):
             excluded[f"{prefix}refine_quarter.{len(module.refine_quarter) - 1}.0"] = "classifier"
             excluded[f"{prefix}up_full.0"] = "upsample_x4"
-            excluded[f"{prefix}aux_quarter.0"] = "aux_head"
-            excluded[f"{prefix}aux_eighth.0"] = "aux_head"
+            excluded[f"{prefix}side_quarter.0"] = "side_head"
+            excluded[f"{prefix}side_eighth.0"] = "side_head"
         elif isinstance(module, Encoder):
             excluded[f"{prefix}stem.0"] = "input_bn"
     return excluded
@@ -71,7 +71,7 @@ def excluded_layers(model: nn.Module) -> dict[str, str]:
 
 @contextmanager
 def frozen_statistics(model: nn.Module) -> Iterator[nn.Module]:
-    """Train-mode forward (the decoder returns its auxiliary heads too) with BatchNorm and
+    """Train-mode forward (the decoder returns its side heads too) with BatchNorm and
     dropout in eval mode, so that tracing and importance batches leave the BN statistics and
     the outputs deterministic. Every module's mode is restored on exit.
     """
@@ -88,7 +88,7 @@ def frozen_statistics(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _trace_forward(model: nn.Module, inputs: Sequence[torch.Tensor]) -> object:
-    # Torch-Pruning traces in eval mode, where the aux heads are not run: they would be left
+    # Torch-Pruning traces in eval mode, where the side heads are not run: they would be left
     # out of the graph and keep input channels that their producers no longer have.
     with frozen_statistics(model):
         return model(*inputs)

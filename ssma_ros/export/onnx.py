@@ -26,6 +26,7 @@ import onnx
 import torch
 from torch import nn
 
+from ssma_ros.model.base import OUT
 from ssma_ros.model.info import example_inputs
 
 SUPPORTED_OPSETS = (18, 19, 20)
@@ -122,7 +123,7 @@ def onnx_matches_torch(
     try:
         with torch.no_grad():
             device = next(model.parameters()).device
-            torch_out = model(*(t.to(device=device, dtype=torch.float32) for t in tensors))
+            torch_out = model(*(t.to(device=device, dtype=torch.float32) for t in tensors))[OUT]
     finally:
         model.train(was_training)
     torch_np = torch_out.float().cpu().numpy()

@@ -6,10 +6,11 @@ import torch
 from torch import nn
 
 from ssma_ros.model.backbone import Encoder, build_encoder
+from ssma_ros.model.base import SegmentationModel, SegOutput
 from ssma_ros.model.config import ModelConfig
-from ssma_ros.model.decoder import Decoder, TrainOutput
+from ssma_ros.model.decoder import Decoder
 from ssma_ros.model.easpp import EASPP
-from ssma_ros.model.layers import check_input, conv_bn
+from ssma_ros.model.layers import conv_bn
 
 #: Expert outputs: eASPP features (1/16), skip from stage 1 (1/8), skip from stage 0 (1/4).
 ExpertOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -49,10 +50,8 @@ def build_decoder(config: ModelConfig, num_classes: int, attention: bool) -> Dec
     )
 
 
-class AdapNetPP(nn.Module):
-    """Unimodal AdapNet++. `forward(x)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4,
-    aux 1/8) in train mode, all at the input resolution.
-    """
+class AdapNetPP(SegmentationModel):
+    """Unimodal AdapNet++ on one `modality` ("rgb" or "aux"). `forward(x)`: a `SegOutput`."""
 
     arch = "adapnet"
 
@@ -65,15 +64,14 @@ class AdapNetPP(nn.Module):
         modality: str,
         in_channels: int,
     ) -> None:
-        super().__init__()
+        super().__init__(config, num_classes, (modality,), (in_channels,))
         self.expert = expert
         self.decoder = decoder
-        self.config = config
-        self.num_classes = num_classes
         self.modality = modality
-        self.in_channels = in_channels
-        self.input_names = (modality,)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | TrainOutput:
-        check_input(x, self.modality, self.in_channels)
+    def forward(self, x: torch.Tensor) -> SegOutput:
+        self.check_inputs(x)
         return self.decoder(*self.expert(x))
+
+    def streams(self) -> list[nn.Module]:
+        return [self.expert]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from ssma_ros.model.adapnet import AdapNetPP, build_decoder, build_expert
+from ssma_ros.model.base import SegmentationModel
 from ssma_ros.model.config import ModelConfig, get_config
 from ssma_ros.model.fusion import EarlyFusion, LateFusion
 from ssma_ros.model.layers import he_init_
@@ -36,12 +35,12 @@ def build_model(
     config: str | ModelConfig | dict[str, Any],
     num_classes: int,
     modality: str | None = None,
-) -> nn.Module:
+) -> SegmentationModel:
     """Build an initialised (He init) network.
 
     arch: "adapnet" (forward(x); `modality` names its input, default "rgb"), "ssma", "early" or
     "late" (forward(rgb, aux)). config: "full", "lite", a ModelConfig or its dict.
-    The model exposes `arch`, `num_classes`, `config` and `input_names`.
+    The model keeps the `SegmentationModel` contract (base.py).
     """
     cfg = get_config(config)
     if num_classes < 2:
@@ -49,7 +48,7 @@ def build_model(
     if arch != "adapnet" and modality is not None:
         raise ValueError(f"modality only applies to arch 'adapnet'; {arch!r} takes rgb and aux")
     if arch == "adapnet":
-        model: nn.Module = build_adapnet(cfg, num_classes, modality or "rgb")
+        model: SegmentationModel = build_adapnet(cfg, num_classes, modality or "rgb")
     elif arch == "ssma":
         model = build_ssma(cfg, num_classes)
     elif arch == "early":

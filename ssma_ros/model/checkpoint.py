@@ -17,10 +17,15 @@ each module's tensors and attributes (in_channels, num_features, ...), and resto
 that state also holds whole submodules and hook dicts, which weights_only loading rejects, so we
 keep only parameters, buffers and plain-valued attributes of each module: the module tree itself
 is rebuilt by `build_model`.
+
+Files written before the decoder's deep-supervision heads were renamed (`decoder.aux_quarter`,
+`decoder.aux_eighth` -> `decoder.side_quarter`, `decoder.side_eighth`) load unchanged: their
+names are renamed on load (`LEGACY_NAMES`), in plain and pruned state alike.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,8 @@ from ssma_ros.model.config import config_name
 FORMAT = "ssma_ros.checkpoint/1"
 RESERVED = ("format", "arch", "config", "num_classes", "modality", "pruned", "model")
 _PLAIN = (bool, int, float, str, type(None))
+#: Module/tensor names of older files -> today's ("aux" now only means the second modality).
+LEGACY_NAMES = re.compile(r"(^|\.)decoder\.aux_(quarter|eighth)(?=\.|$)")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, pruned: bool = False, **meta: Any) -> Path:
@@ -80,7 +87,7 @@ def load_checkpoint(
         _load_pruned_state(model, record["model"])
     else:
         try:
-            model.load_state_dict(record["model"])
+            model.load_state_dict(_renamed(record["model"]))
         except RuntimeError as err:
             raise ValueError(
                 f"{path}: weights do not fit arch {record['arch']!r} config {record['config']!r}; "
@@ -108,9 +115,20 @@ def _pruned_state(model: nn.Module) -> dict[str, Any]:
     return {"full_state_dict": modules, "attributions": attributes}
 
 
+def _renamed(by_name: dict[str, Any]) -> dict[str, Any]:
+    return {LEGACY_NAMES.sub(r"\1decoder.side_\2", k): v for k, v in by_name.items()}
+
+
 def _load_pruned_state(model: nn.Module, state: dict[str, Any]) -> None:
     import torch_pruning as tp
 
+    state = {part: _renamed(state[part]) for part in ("full_state_dict", "attributions")}
+    # Drop root attributes the model no longer has (AdapNetPP.in_channels, now input_channels).
+    for part in state.values():
+        if "" in part:
+            part[""] = {
+                k: v for k, v in part[""].items() if k.startswith("_") or hasattr(model, k)
+            }
     names = {name for name, _ in model.named_modules()}
     saved = set(state["full_state_dict"])
     if names != saved:

@@ -79,10 +79,6 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
-    @property
-    def output_stride(self) -> int:
-        return OUTPUT_STRIDE
-
     def unit_dilations(self, stage: int, unit: int) -> tuple[int, int] | None:
         """(r1, r2) of a multiscale unit, or None for a single-scale unit."""
         for s, u, r1, r2 in self.multiscale:

@@ -6,10 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssma_ros.model.base import OUT, SIDE_EIGHTH, SIDE_QUARTER, SegOutput
 from ssma_ros.model.layers import conv_bn, deconv_bn
-
-#: What a model returns in train mode: logits, aux head at 1/4, aux head at 1/8 (all at input size).
-TrainOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class SkipAttention(nn.Module):
@@ -27,7 +25,9 @@ class SkipAttention(nn.Module):
 
 
 class Decoder(nn.Module):
-    """1/16 -> deconv x2 (+ skip b2) -> two 3x3 -> deconv x2 (+ skip b1) -> two 3x3 -> 1x1 -> C
+    """AdapNet++ decoder, returning a `SegOutput` (logits; in train mode the side heads too).
+
+    1/16 -> deconv x2 (+ skip b2) -> two 3x3 -> deconv x2 (+ skip b1) -> two 3x3 -> 1x1 -> C
     -> deconv x4. Skips arrive already projected to `skip_ch` channels (by the expert or fusion).
     """
 
@@ -48,13 +48,14 @@ class Decoder(nn.Module):
         self.up_full = deconv_bn(num_classes, num_classes, 4)
         self.attention_eighth = SkipAttention(width, skip_ch) if attention else None
         self.attention_quarter = SkipAttention(width, skip_ch) if attention else None
-        # Auxiliary heads on the deconv outputs, used in training only.
-        self.aux_quarter = conv_bn(width, num_classes, 1, relu=False)
-        self.aux_eighth = conv_bn(width, num_classes, 1, relu=False)
+        # Deep-supervision ("side") heads on the deconv outputs, used in training only. They were
+        # called aux_quarter / aux_eighth before; checkpoint.py renames those keys on load.
+        self.side_quarter = conv_bn(width, num_classes, 1, relu=False)
+        self.side_eighth = conv_bn(width, num_classes, 1, relu=False)
 
     def forward(
         self, x: torch.Tensor, skip_eighth: torch.Tensor, skip_quarter: torch.Tensor
-    ) -> torch.Tensor | TrainOutput:
+    ) -> SegOutput:
         up8 = self.up_eighth(x)
         if self.attention_eighth is not None:
             skip_eighth = self.attention_eighth(up8, skip_eighth)
@@ -65,10 +66,14 @@ class Decoder(nn.Module):
         y = self.refine_quarter(torch.cat([up4, skip_quarter], dim=1))
         logits = self.up_full(y)
         if not self.training:
-            return logits
+            return {OUT: logits}
         size = logits.shape[-2:]
-        aux4 = F.interpolate(
-            self.aux_quarter(up4), size=size, mode="bilinear", align_corners=False
-        )
-        aux8 = F.interpolate(self.aux_eighth(up8), size=size, mode="bilinear", align_corners=False)
-        return logits, aux4, aux8
+        return {
+            OUT: logits,
+            SIDE_QUARTER: F.interpolate(
+                self.side_quarter(up4), size=size, mode="bilinear", align_corners=False
+            ),
+            SIDE_EIGHTH: F.interpolate(
+                self.side_eighth(up8), size=size, mode="bilinear", align_corners=False
+            ),
+        }

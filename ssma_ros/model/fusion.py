@@ -8,34 +8,41 @@ import torch
 from torch import nn
 
 from ssma_ros.model.adapnet import AdapNetPP, Expert
+from ssma_ros.model.base import SegmentationModel, SegOutput
 from ssma_ros.model.config import ModelConfig
-from ssma_ros.model.decoder import Decoder, TrainOutput
-from ssma_ros.model.layers import check_pair
+from ssma_ros.model.decoder import Decoder
 
 
-class EarlyFusion(nn.Module):
-    """AdapNet++ on cat(rgb, aux) along channels (rgb_channels + aux_channels inputs)."""
+class EarlyFusion(SegmentationModel):
+    """AdapNet++ on cat(rgb, aux) along channels (rgb_channels + aux_channels inputs).
+
+    It has a single stream and no unimodal expert to start from.
+    """
 
     arch = "early"
 
     def __init__(
         self, expert: Expert, decoder: Decoder, config: ModelConfig, num_classes: int
     ) -> None:
-        super().__init__()
+        super().__init__(
+            config, num_classes, ("rgb", "aux"), (config.rgb_channels, config.aux_channels)
+        )
         self.expert = expert
         self.decoder = decoder
-        self.config = config
-        self.num_classes = num_classes
-        self.input_names = ("rgb", "aux")
 
-    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> torch.Tensor | TrainOutput:
-        check_pair(rgb, aux, self.config.rgb_channels, self.config.aux_channels)
+    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> SegOutput:
+        self.check_inputs(rgb, aux)
         return self.decoder(*self.expert(torch.cat([rgb, aux], dim=1)))
 
+    def streams(self) -> list[nn.Module]:
+        return [self.expert]
 
-class LateFusion(nn.Module):
-    """Two AdapNet++ streams; the fused output is the mean of their logits (and, in training,
-    of their auxiliary heads, so the same loss applies).
+
+class LateFusion(SegmentationModel):
+    """Two AdapNet++ networks whose logits (and side heads) are averaged.
+
+    Averaging the side heads in training too lets the same loss apply. Each network starts
+    from a complete trained AdapNet++ of its modality.
     """
 
     arch = "late"
@@ -43,17 +50,21 @@ class LateFusion(nn.Module):
     def __init__(
         self, rgb_net: AdapNetPP, aux_net: AdapNetPP, config: ModelConfig, num_classes: int
     ) -> None:
-        super().__init__()
+        super().__init__(
+            config, num_classes, ("rgb", "aux"), (config.rgb_channels, config.aux_channels)
+        )
         self.rgb_net = rgb_net
         self.aux_net = aux_net
-        self.config = config
-        self.num_classes = num_classes
-        self.input_names = ("rgb", "aux")
 
-    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> torch.Tensor | TrainOutput:
-        check_pair(rgb, aux, self.config.rgb_channels, self.config.aux_channels)
+    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> SegOutput:
+        self.check_inputs(rgb, aux)
         a = self.rgb_net(rgb)
         b = self.aux_net(aux)
-        if isinstance(a, torch.Tensor):
-            return 0.5 * (a + b)
-        return tuple(0.5 * (x + y) for x, y in zip(a, b))  # type: ignore[return-value]
+        return {key: 0.5 * (a[key] + b[key]) for key in a}
+
+    def streams(self) -> list[nn.Module]:
+        return [self.rgb_net.expert, self.aux_net.expert]
+
+    def expert_prefixes(self, modality: str) -> dict[str, str]:
+        self._check_modality(modality)
+        return {"": f"{modality}_net."}

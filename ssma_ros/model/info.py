@@ -31,12 +31,8 @@ def example_inputs(
     model: nn.Module, height: int, width: int, batch: int = 1
 ) -> tuple[torch.Tensor, ...]:
     """Zero inputs of the right channel counts for `model`'s forward."""
-    if len(model.input_names) == 1:
-        channels = [model.in_channels]
-    else:
-        channels = [model.config.rgb_channels, model.config.aux_channels]
     device = next(model.parameters()).device
-    return tuple(torch.zeros(batch, c, height, width, device=device) for c in channels)
+    return tuple(torch.zeros(batch, c, height, width, device=device) for c in model.input_channels)
 
 
 def count_flops(model: nn.Module, height: int, width: int) -> int:

@@ -92,15 +92,5 @@ def check_input(x: torch.Tensor, name: str, channels: int) -> None:
         )
 
 
-def check_pair(rgb: torch.Tensor, aux: torch.Tensor, rgb_channels: int, aux_channels: int) -> None:
-    check_input(rgb, "rgb", rgb_channels)
-    check_input(aux, "aux", aux_channels)
-    if rgb.shape[0] != aux.shape[0] or rgb.shape[-2:] != aux.shape[-2:]:
-        raise ValueError(
-            f"inputs 'rgb' {tuple(rgb.shape)} and 'aux' {tuple(aux.shape)} "
-            "must share batch and size"
-        )
-
-
 def _round16(n: int) -> int:
     return max(OUTPUT_STRIDE, int(round(n / OUTPUT_STRIDE)) * OUTPUT_STRIDE)

@@ -8,10 +8,11 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ssma_ros.model.adapnet import AdapNetPP, Expert, build_decoder, build_expert
+from ssma_ros.model.adapnet import Expert, build_decoder, build_expert
+from ssma_ros.model.base import SegmentationModel, SegOutput
 from ssma_ros.model.config import ModelConfig
-from ssma_ros.model.decoder import Decoder, TrainOutput
-from ssma_ros.model.layers import check_pair, conv, conv_bn
+from ssma_ros.model.decoder import Decoder
+from ssma_ros.model.layers import conv, conv_bn
 
 
 class SSMABlock(nn.Module):
@@ -54,9 +55,11 @@ def ssma_block_skip(channels: int, eta: int) -> SSMABlock:
     return SSMABlock(channels, eta, conv(2 * channels, channels, 3, bias=True))
 
 
-class SSMA(nn.Module):
-    """`forward(rgb, aux)`: logits (N, C, H, W) in eval mode, (logits, aux 1/4, aux 1/8) in
-    train mode, all at the input resolution.
+class SSMA(SegmentationModel):
+    """SSMA: `forward(rgb, aux)` returns a `SegOutput`.
+
+    Each stream starts from the expert (encoder + eASPP + skip projections) of a trained
+    AdapNet++ of its modality; the decoder is SSMA's own (it attends to the fused skips).
     """
 
     arch = "ssma"
@@ -72,19 +75,18 @@ class SSMA(nn.Module):
         config: ModelConfig,
         num_classes: int,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            config, num_classes, ("rgb", "aux"), (config.rgb_channels, config.aux_channels)
+        )
         self.rgb_expert = rgb_expert
         self.aux_expert = aux_expert
         self.fuse_aspp = fuse_aspp
         self.fuse_eighth = fuse_eighth
         self.fuse_quarter = fuse_quarter
         self.decoder = decoder
-        self.config = config
-        self.num_classes = num_classes
-        self.input_names = ("rgb", "aux")
 
-    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> torch.Tensor | TrainOutput:
-        check_pair(rgb, aux, self.config.rgb_channels, self.config.aux_channels)
+    def forward(self, rgb: torch.Tensor, aux: torch.Tensor) -> SegOutput:
+        self.check_inputs(rgb, aux)
         rgb_aspp, rgb_eighth, rgb_quarter = self.rgb_expert(rgb)
         aux_aspp, aux_eighth, aux_quarter = self.aux_expert(aux)
         return self.decoder(
@@ -93,10 +95,12 @@ class SSMA(nn.Module):
             self.fuse_quarter(rgb_quarter, aux_quarter),
         )
 
-    def load_experts(self, rgb: AdapNetPP, aux: AdapNetPP) -> None:
-        """Stage 2 of training: start from two trained unimodal AdapNet++ models."""
-        self.rgb_expert.load_state_dict(rgb.expert.state_dict())
-        self.aux_expert.load_state_dict(aux.expert.state_dict())
+    def streams(self) -> list[nn.Module]:
+        return [self.rgb_expert, self.aux_expert]
+
+    def expert_prefixes(self, modality: str) -> dict[str, str]:
+        self._check_modality(modality)
+        return {"expert.": f"{modality}_expert."}
 
 
 def build_ssma(config: ModelConfig, num_classes: int) -> SSMA:

@@ -57,6 +57,7 @@ class TorchBackend:
         logger: Log | None = None,
     ) -> None:
         torch = _import_torch()
+        from ssma_ros.model.base import OUT
         from ssma_ros.model.checkpoint import load_checkpoint
 
         log = logger or default_logger()
@@ -80,6 +81,7 @@ class TorchBackend:
 
         model, _ = load_checkpoint(bundle.checkpoint_path)
         self._model = model.eval().to(self._device, self._dtype)
+        self._logits_key = OUT
         self._specs = bundle.inputs
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -87,7 +89,7 @@ class TorchBackend:
         arrays = ordered_inputs(self._specs, inputs)
         with torch.inference_mode():
             tensors = [torch.from_numpy(a).to(self._device, self._dtype) for a in arrays]
-            logits = self._model(*tensors)
+            logits = self._model(*tensors)[self._logits_key]
             return logits.float().cpu().numpy()
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
 """What differs between the three training stages (reference/ssma_paper.md §5).
 
 - "expert": a unimodal AdapNet++ per modality, every parameter at the base lr.
-- "fusion": a fused model whose streams start from the two experts (`EXPERT_TO_FUSION` says which
-  expert tensors go where), the streams at a lower lr than the fusion blocks and the decoder.
+- "fusion": a fused model whose streams start from the two experts (the model's
+  `expert_prefixes` says which expert tensors go where), the streams at a lower lr than the
+  fusion blocks and the decoder.
 - "finetune": the streams frozen (no gradients, BatchNorm statistics fixed), the rest trained.
 
 "Stream" here is what the released SSMA code calls the expert: encoder + eASPP + skip
@@ -16,29 +17,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-#: Per fused arch and modality: prefix of the tensor in the expert's (AdapNet++) state dict ->
-#: prefix in the fused model's state dict. SSMA takes each expert's encoder + eASPP + skip
-#: projections (its decoder differs: it attends to the fused skips). Late fusion averages two
-#: complete AdapNet++ networks, so it takes the experts whole. Early fusion has a single stream
-#: on stacked channels and no expert to start from.
-EXPERT_TO_FUSION: dict[str, dict[str, dict[str, str]]] = {
-    "ssma": {
-        "rgb": {"expert.": "rgb_expert."},
-        "aux": {"expert.": "aux_expert."},
-    },
-    "late": {
-        "rgb": {"expert.": "rgb_net.expert.", "decoder.": "rgb_net.decoder."},
-        "aux": {"expert.": "aux_net.expert.", "decoder.": "aux_net.decoder."},
-    },
-}
-
-#: Module paths of the per-modality streams of each arch ("expert" = encoder + eASPP + skips).
-STREAMS: dict[str, tuple[str, ...]] = {
-    "adapnet": ("expert",),
-    "early": ("expert",),
-    "ssma": ("rgb_expert", "aux_expert"),
-    "late": ("rgb_net.expert", "aux_net.expert"),
-}
+from ssma_ros.model.base import SegmentationModel
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -47,15 +26,15 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def expert_mapping(
-    arch: str, modality: str, expert_state: Mapping[str, torch.Tensor]
+    model: SegmentationModel, modality: str, expert_state: Mapping[str, torch.Tensor]
 ) -> dict[str, str]:
-    """Expert state-dict key -> fused-model key for every expert tensor the fused `arch` takes."""
-    if arch not in EXPERT_TO_FUSION:
+    """Expert state-dict key -> fused-model key for every expert tensor `model` takes."""
+    prefixes = model.expert_prefixes(modality)
+    if not prefixes:
         raise ValueError(
-            f"arch {arch!r} cannot start from unimodal experts; "
-            f"that works for {sorted(EXPERT_TO_FUSION)} (train it with init.rgb/aux unset)"
+            f"arch {model.arch!r} cannot start from unimodal experts "
+            "(train it with init.rgb/aux unset)"
         )
-    prefixes = EXPERT_TO_FUSION[arch][modality]
     mapping = {}
     for key in expert_state:
         for src, dst in prefixes.items():
@@ -82,7 +61,7 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
         raise ValueError(f"init.{modality} holds an expert trained on {expert.modality!r}")
     source = expert.state_dict()
     target = model.state_dict()
-    mapping = expert_mapping(arch, modality, source)
+    mapping = expert_mapping(model, modality, source)
     for src, dst in mapping.items():
         if dst not in target:
             raise ValueError(f"expert tensor {src} has no place {dst} in the {arch} model")
@@ -92,7 +71,7 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
                 f"{tuple(target[dst].shape)}: model config or class count differ"
             )
     covered = set(mapping.values())
-    stream_prefixes = tuple(EXPERT_TO_FUSION[arch][modality].values())
+    stream_prefixes = tuple(model.expert_prefixes(modality).values())
     missing = [k for k in target if k.startswith(stream_prefixes) and k not in covered]
     if missing:
         raise ValueError(
@@ -105,8 +84,7 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
 
 def stream_modules(model: nn.Module, freeze: str = "expert") -> list[nn.Module]:
     """The per-modality streams (freeze="expert") or only their backbones (freeze="encoder")."""
-    model = unwrap(model)
-    modules = [model.get_submodule(path) for path in STREAMS[model.arch]]
+    modules = unwrap(model).streams()
     return [m.encoder for m in modules] if freeze == "encoder" else modules
 
 

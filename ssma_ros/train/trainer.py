@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ssma_ros.model.builder import build_model
+from ssma_ros.model.base import OUT
 from ssma_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from ssma_ros.model.loss import SegLoss
 from ssma_ros.train import plots
@@ -69,7 +70,7 @@ def evaluate(
     meter = ConfusionMeter(num_classes, void_index, device)
     with eval_mode(net):
         for batch in loader:
-            logits = net(*model_inputs(net, batch, device))
+            logits = net(*model_inputs(net, batch, device))[OUT]
             meter.update(logits, batch["label"].to(device))
     return meter.compute()
 
@@ -464,7 +465,7 @@ class Trainer:
             for i in range(min(self.cfg.eval.plot_samples, len(dataset))):
                 sample, images = dataset.example(i)
                 batch = {k: v[None] for k, v in sample.items() if isinstance(v, torch.Tensor)}
-                prob = torch.softmax(net(*model_inputs(net, batch, self.device)), dim=1)[0]
+                prob = torch.softmax(net(*model_inputs(net, batch, self.device))[OUT], dim=1)[0]
                 conf, pred = prob.max(dim=0)
                 rows.append(
                     {

@@ -58,6 +58,7 @@ def score_frames(
     import torch
     from torch.utils.data import DataLoader
 
+    from ssma_ros.model.base import OUT
     from ssma_ros.model.ssma import capture_gates
     from ssma_ros.train.data import FixedFrames, SegDataset
     from ssma_ros.train.metrics import confusion_matrix
@@ -70,7 +71,7 @@ def score_frames(
     capture = capture_gates(model) if gates is not None else nullcontext({})
     with torch.no_grad(), capture as captured:
         for batch in loader:
-            pred = model(*model_inputs(model, batch, torch.device("cpu"))).argmax(dim=1)
+            pred = model(*model_inputs(model, batch, torch.device("cpu")))[OUT].argmax(dim=1)
             for name, gate in captured.items():  # (N, 2C, H, W): rgb channels first
                 halves = gate.unflatten(1, (2, -1)).mean(dim=(2, 3, 4)).sum(dim=0)
                 sums[name] = sums.get(name, 0) + halves.double().numpy()
