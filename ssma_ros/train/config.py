@@ -188,6 +188,13 @@ def check(cfg: TrainConfig) -> None:
             )
         if cfg.init.checkpoint is not None:
             raise ConfigError("give either init.checkpoint or init.rgb + init.aux, not both")
+    if cfg.init.warm is not None:
+        _one_of("init.warm", cfg.init.warm, ("rgb", "aux", "best"))
+        if cfg.model.arch != "ssma" or cfg.init.rgb is None:
+            raise ConfigError(
+                "init.warm: only an ssma fusion stage that starts from experts (init.rgb, "
+                "init.aux) can start warm"
+            )
     if cfg.stage == "finetune" and cfg.init.checkpoint is None:
         raise ConfigError("stage 'finetune' needs init.checkpoint (the stage 'fusion' result)")
     h, w = d.size

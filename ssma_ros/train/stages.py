@@ -26,10 +26,13 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def expert_mapping(
-    model: SegmentationModel, modality: str, expert_state: Mapping[str, torch.Tensor]
+    model: SegmentationModel,
+    modality: str,
+    expert_state: Mapping[str, torch.Tensor],
+    warm: bool = False,
 ) -> dict[str, str]:
     """Expert state-dict key -> fused-model key for every expert tensor `model` takes."""
-    prefixes = model.expert_prefixes(modality)
+    prefixes = model.expert_prefixes(modality, warm=warm)
     if not prefixes:
         raise ValueError(
             f"arch {model.arch!r} cannot start from unimodal experts "
@@ -44,7 +47,7 @@ def expert_mapping(
 
 
 @torch.no_grad()
-def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
+def load_expert(model: nn.Module, modality: str, expert: nn.Module, warm: bool = False) -> int:
     """Copy the tensors of a trained unimodal AdapNet++ `expert` into the `modality` stream of the
     fused `model` (parameters and BN buffers, exactly). Returns the number of tensors copied.
 
@@ -61,7 +64,7 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
         raise ValueError(f"init.{modality} holds an expert trained on {expert.modality!r}")
     source = expert.state_dict()
     target = model.state_dict()
-    mapping = expert_mapping(model, modality, source)
+    mapping = expert_mapping(model, modality, source, warm)
     for src, dst in mapping.items():
         if dst not in target:
             raise ValueError(f"expert tensor {src} has no place {dst} in the {arch} model")
@@ -71,7 +74,7 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
                 f"{tuple(target[dst].shape)}: model config or class count differ"
             )
     covered = set(mapping.values())
-    stream_prefixes = tuple(model.expert_prefixes(modality).values())
+    stream_prefixes = tuple(model.expert_prefixes(modality, warm=warm).values())
     missing = [k for k in target if k.startswith(stream_prefixes) and k not in covered]
     if missing:
         raise ValueError(
@@ -80,6 +83,50 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
     for src, dst in mapping.items():
         target[dst].copy_(source[src])
     return len(mapping)
+
+
+#: init.warm choices: start as the rgb expert, the aux expert, or the one validated better.
+WARM_CHOICES = ("rgb", "aux", "best")
+
+
+def warm_modality(choice: str, metrics: Mapping[str, Mapping[str, float]]) -> str:
+    """Pick the expert a warm start starts as.
+
+    `choice` "rgb" or "aux" names it; "best" takes the expert whose checkpoint carries the higher
+    mean validation mIoU (over its evaluation sets, blanked-aux sets aside). The validation
+    split decides, never the test scenes. `metrics`: per modality, a checkpoint's "metrics".
+    """
+    if choice not in WARM_CHOICES:
+        raise ValueError(f"init.warm: {choice!r} is not one of {list(WARM_CHOICES)}")
+    if choice != "best":
+        return choice
+
+    def mean_miou(modality: str) -> float:
+        values = [v for k, v in metrics[modality].items() if not k.endswith("_no_aux")]
+        if not values:
+            raise ValueError(
+                f"init.warm: best: the {modality} expert's checkpoint has no validation metrics"
+            )
+        return sum(values) / len(values)
+
+    return max(("rgb", "aux"), key=mean_miou)
+
+
+def warm_start(model: nn.Module, modality: str, expert: nn.Module) -> int:
+    """Start a fused model's fusion and decoder as its `modality` expert (stage 2, warm).
+
+    Copies the expert's decoder (the tensors `expert_prefixes(modality, warm=True)` adds) and
+    lets the model make its fusion pass that stream through, so that the fused model computes
+    the expert's logits at step 0. Call after `load_expert` has loaded both streams. Returns
+    the number of tensors copied.
+    """
+    model = unwrap(model)
+    start_as = getattr(model, "start_as", None)
+    if start_as is None:
+        raise ValueError(f"init.warm: arch {model.arch!r} has no fusion to warm-start (ssma has)")
+    count = load_expert(model, modality, expert, warm=True)
+    start_as(modality)
+    return count
 
 
 def stream_modules(model: nn.Module, freeze: str = "expert") -> list[nn.Module]:
