@@ -114,7 +114,11 @@ def test_warm_start_learns_from_there():
     loss.backward()
     assert model.fuse_aspp.up.weight.grad.abs().sum() > 0
     assert model.decoder.attention_eighth.proj[1].weight.grad.abs().sum() > 0
+    assert model.fuse_aspp.down.weight.grad.abs().sum() == 0  # until `up` has moved
     optimizer.step()
+    optimizer.zero_grad()
+    torch.nn.functional.cross_entropy(model(rgb, aux)[OUT], target).backward()
+    assert all(b.down.weight.grad.abs().sum() > 0 for b in (model.fuse_aspp, model.fuse_quarter))
     with capture_gates(model.eval()) as gates, torch.no_grad():
         model(rgb, aux)
     assert (gates["fuse_aspp"] - 0.5).abs().max() > 1e-3
