@@ -92,6 +92,11 @@ def test_v2_recipes_share_one_budget_rule_and_the_rgb_expert():
     d, t = experiment.run_configs(rgbd), experiment.run_configs(rgbt)  # both run check_fair
     assert rgbd.reference == "ssma_warm_s3" and rgbt.reference == "ssma_warm_s3_t"
     assert rgbt.suffix == "_t"
+    # The two pairs share their runs' folder but keep their evaluations apart.
+    assert rgbd.results_dir() == Path("runs/v2/rgbd") and rgbt.results_dir() == Path(
+        "runs/v2/rgbt"
+    )
+    assert rgbd.results_dir("/tmp/x") == Path("/tmp/x/rgbd")
     for configs in (d, t):
         b = experiment.budgets(configs)
         fused = [k for k, c in configs.items() if c.model.arch != "adapnet"]

@@ -92,7 +92,7 @@ def evaluate(
     from ssma_ros.data.preprocess import Preprocess
     from ssma_ros.model.checkpoint import load_checkpoint
 
-    out = Path(output_dir or exp.output_dir)
+    out = exp.results_dir(output_dir)
     t = exp.test
     # The aux sensor of the experiment: that of its first run that sees aux (RGB frames do
     # not depend on it, so the RGB-only runs score on the same frames).

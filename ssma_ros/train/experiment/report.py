@@ -184,9 +184,10 @@ def report(
     `figures`: folder for the PNGs, named `<prefix>_*.png`; `results_file`: the JSON file to
     merge this experiment into (see `write_results`), with `commands` that reproduce it.
     """
-    out = Path(output_dir or exp.output_dir)
+    out = exp.results_dir(output_dir)
     results = json.loads((out / RESULTS).read_text())
-    timings = json.loads((out / TIMINGS).read_text()) if (out / TIMINGS).exists() else {}
+    timing_file = Path(output_dir or exp.output_dir) / TIMINGS
+    timings = json.loads(timing_file.read_text()) if timing_file.exists() else {}
     with np.load(out / CONFUSIONS) as data:
         arrays = {k: data[k] for k in data.files}
     t = results["test"]

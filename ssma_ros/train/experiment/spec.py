@@ -74,6 +74,16 @@ class Experiment:
     # Appended to run names in the results file (unless a name ends with it), so that two
     # experiments that share a run (e.g. the RGB expert) keep their rows apart.
     suffix: str = ""
+    # Folder of the evaluation's files (results, confusions, table); None = output_dir. Two
+    # experiments that share their runs' folder keep their evaluations apart this way.
+    report_dir: Path | None = None
+
+    def results_dir(self, output_dir: str | Path | None = None) -> Path:
+        """Where evaluate and report keep their files, with the output folder moved or not."""
+        out = Path(output_dir or self.output_dir)
+        if self.report_dir is None:
+            return out
+        return Path(_move(str(self.report_dir), self.output_dir, out))
 
 
 def load_experiment(path: str | Path, test_overrides: Sequence[str] = ()) -> Experiment:
@@ -84,7 +94,7 @@ def load_experiment(path: str | Path, test_overrides: Sequence[str] = ()) -> Exp
     """
     path = Path(path)
     data = yaml.safe_load(path.read_text()) or {}
-    unknown = set(data) - {"output_dir", "runs", "test", "reference", "suffix"}
+    unknown = set(data) - {"output_dir", "runs", "test", "reference", "suffix", "report_dir"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
     runs = tuple(
@@ -111,7 +121,8 @@ def load_experiment(path: str | Path, test_overrides: Sequence[str] = ()) -> Exp
     if reference not in names:
         raise ConfigError(f"{path}: reference {reference!r} is not a run ({names})")
     out = Path(data.get("output_dir", "runs/experiment"))
-    return Experiment(path, out, runs, test, reference, str(data.get("suffix", "")))
+    report_dir = Path(data["report_dir"]) if data.get("report_dir") else None
+    return Experiment(path, out, runs, test, reference, str(data.get("suffix", "")), report_dir)
 
 
 def _get(data: Mapping[str, Any], dotted: str) -> Any:
