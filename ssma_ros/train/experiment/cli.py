@@ -102,14 +102,13 @@ def overrides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return runs, test
 
 
-def commands(args: argparse.Namespace, argv: Sequence[str]) -> list[str]:
+def commands(argv: Sequence[str]) -> list[str]:
     """List the run, evaluate and report commands that reproduce this invocation."""
-    rest = [a for a in argv if a not in ("run", "evaluate", "report", "all")]
+    rest = " ".join(a for a in argv if a not in ("run", "evaluate", "report", "all"))
     env = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE "
-    return [
-        f"{env if c != 'report' else ''}ssma-experiment {c} " + " ".join(rest)
-        for c in ("run", "evaluate", "report")
-    ]
+    # `python -m` works with or without the console script installed
+    tool = "python -m ssma_ros.train.experiment"
+    return [f"{env}{tool} run {rest}", f"{env}{tool} evaluate {rest}", f"{tool} report {rest}"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in ("evaluate", "all"):
         evaluate(exp, configs, out)
     if args.command in ("report", "all"):
-        text = report(exp, out, args.figures, args.figure_prefix, args.json, commands(args, argv))
+        text = report(exp, out, args.figures, args.figure_prefix, args.json, commands(argv))
         print(text)
     return 0
