@@ -263,6 +263,29 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
     assert any(c.startswith("OMP_NUM_THREADS=2") and " run " in c for c in summary["commands"])
 
 
+def test_an_rgb_expert_of_a_depth_pair_scores_in_a_thermal_pair(tmp_path):
+    """The RGB expert is shared: its preprocess expects depth, the pair's frames carry thermal."""
+    thermal = yaml.safe_load((EXPERIMENT.parent / "aux.yaml").read_text())
+    thermal["data"].update(aux="infrared", aux_encoding="intensity", cache=None)
+    thermal["output_dir"] = "runs/experiment/thermal"
+    (tmp_path / "thermal.yaml").write_text(yaml.safe_dump(thermal))
+    spec = {
+        "output_dir": "runs/experiment",
+        "reference": "thermal",
+        "runs": [
+            {"name": "rgb", "recipe": str(EXPERIMENT.parent / "rgb.yaml")},
+            {"name": "thermal", "recipe": "thermal.yaml"},
+        ],
+        "test": {"samples": 2, "conditions": ["clear"], "bootstrap": 10, "batch_size": 2},
+    }
+    (tmp_path / "pair.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    argv = ["all", str(tmp_path / "pair.yaml"), "--output-dir", str(out), "--threads", "1"]
+    assert experiment_cli.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
+    rows = json.loads((out / experiment.RESULTS).read_text())["rows"]
+    assert set(rows) == {"rgb", "thermal"}
+
+
 def test_score_frames_agrees_with_the_trainers_evaluation(tmp_path):
     cfg = from_dict({"stage": "fusion", "model": {"arch": "late"}}, TINY)
     from ssma_ros.data import synthetic

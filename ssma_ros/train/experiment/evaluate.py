@@ -99,6 +99,9 @@ def evaluate(
     with_aux = [r.name for r in exp.runs if list(configs[r.name].model.modalities) != ["rgb"]]
     first = configs[(with_aux or [exp.runs[0].name])[0]]
     frames = test_frames(exp, first)
+    # A run sees the frames of its own aux sensor: an RGB-only run's preprocess carries the aux
+    # encoding of its own training data (its RGB frames are the same for either sensor).
+    by_aux = {first.data.aux: frames}
     arrays: dict[str, np.ndarray] = {}
     rows: dict[str, Any] = {}
     classes: list[str] = []
@@ -123,7 +126,9 @@ def evaluate(
             gated = model.arch == "ssma" and blank is None
             if gated:
                 row["gates"] = {}
-            for condition, items in frames.items():
+            if cfg.data.aux not in by_aux:
+                by_aux[cfg.data.aux] = test_frames(exp, cfg)
+            for condition, items in by_aux[cfg.data.aux].items():
                 gates: dict[str, dict[str, float]] | None = {} if gated else None
                 matrices, pred = score_frames(
                     model,
