@@ -260,7 +260,9 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
     for per in summary["margins"].values():
         assert set(per) == {"clear", "night", "mean"}
         assert all(lo <= hi for _, lo, hi in per.values())
-    assert any(c.startswith("OMP_NUM_THREADS=2") and " run " in c for c in summary["commands"])
+    run_command = [c for c in summary["commands"] if " run " in c]
+    assert len(run_command) == 1 and run_command[0].startswith("OMP_NUM_THREADS=2")
+    assert "--json" not in run_command[0] and "--output-dir" in run_command[0]
 
 
 def test_an_rgb_expert_of_a_depth_pair_scores_in_a_thermal_pair(tmp_path):

@@ -102,13 +102,30 @@ def overrides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     return runs, test
 
 
+#: Options of `report` alone, left out of the run and evaluate commands.
+REPORT_ONLY = ("--figures", "--figure-prefix", "--json")
+
+
 def commands(argv: Sequence[str]) -> list[str]:
     """List the run, evaluate and report commands that reproduce this invocation."""
-    rest = " ".join(a for a in argv if a not in ("run", "evaluate", "report", "all"))
+    rest = [a for a in argv if a not in ("run", "evaluate", "report", "all")]
+    common = []
+    skip = False
+    for arg in rest:
+        if skip:
+            skip = False
+        elif arg in REPORT_ONLY:
+            skip = True
+        elif not arg.startswith(REPORT_ONLY):
+            common.append(arg)
     env = "OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE "
     # `python -m` works with or without the console script installed
     tool = "python -m ssma_ros.train.experiment"
-    return [f"{env}{tool} run {rest}", f"{env}{tool} evaluate {rest}", f"{tool} report {rest}"]
+    return [
+        f"{env}{tool} run {' '.join(common)}",
+        f"{env}{tool} evaluate {' '.join(common)}",
+        f"{tool} report {' '.join(rest)}",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

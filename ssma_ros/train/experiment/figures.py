@@ -130,7 +130,7 @@ def plot_figures(
         axes[r, 0].set_ylabel(c, fontsize=8)
     fig.subplots_adjust(left=0.03, right=0.99, top=0.93, bottom=0.01, wspace=0.03, hspace=0.05)
     paths.append(folder / f"{prefix}_examples.png")
-    fig.savefig(paths[-1], dpi=100)
+    fig.savefig(paths[-1], dpi=100 if len(conditions) <= 5 else 75)  # a few hundred kB
     gated = [k for k in models if "gates" in rows[k]]
     if gated:
         paths.append(folder / f"{prefix}_gates.png")
