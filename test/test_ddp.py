@@ -41,6 +41,7 @@ def tiny_config(out: Path) -> dict:
 
 def worker(out: Path) -> None:
     torch.set_num_threads(1)
+    from ssma_ros.model import OUT
     from ssma_ros.train import dist
     from ssma_ros.train.config import from_dict
     from ssma_ros.train.metrics import ConfusionMeter
@@ -55,7 +56,8 @@ def worker(out: Path) -> None:
         shard = trainer._eval_loader(trainer.eval_sets["clear"])
         with torch.no_grad():
             for batch in shard:
-                own.update(trainer.model.eval()(batch["rgb"], batch["aux"]), batch["label"])
+                logits = trainer.model.eval()(batch["rgb"], batch["aux"])[OUT]
+                own.update(logits, batch["label"])
         torch.save(
             {
                 "confusion": torch.from_numpy(results["clear"].confusion),

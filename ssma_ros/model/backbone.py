@@ -19,8 +19,10 @@ from ssma_ros.model.layers import conv
 
 
 class MultiscaleConv(nn.Module):
-    """A 3x3 conv split along its output channels into half A (dilation r1) and half B
-    (dilation r2), applied to the same input and concatenated; same parameters as one 3x3 conv.
+    """3x3 conv split along its output channels into halves of two dilations.
+
+    Half A (dilation r1) and half B (dilation r2) see the same input and are concatenated; the
+    parameters are those of one 3x3 conv.
     """
 
     def __init__(self, in_ch: int, out_ch: int, r1: int, r2: int) -> None:

@@ -43,9 +43,11 @@ LEGACY_NAMES = re.compile(r"(^|\.)decoder\.aux_(quarter|eighth)(?=\.|$)")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, pruned: bool = False, **meta: Any) -> Path:
-    """Write `model` (built by `build_model`, possibly pruned with Torch-Pruning when
-    `pruned=True`) and free `meta` to `path`. Meta values must be weights_only-loadable:
-    tensors, numbers, strings, None, and lists/tuples/dicts of those.
+    """Write `model` and free `meta` to `path`.
+
+    `model` is built by `build_model`, possibly pruned with Torch-Pruning (then `pruned=True`).
+    Meta values must be weights_only-loadable: tensors, numbers, strings, None, and
+    lists/tuples/dicts of those.
     """
     clash = sorted(set(meta) & set(RESERVED))
     if clash:
@@ -74,6 +76,7 @@ def load_checkpoint(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint (in eval mode) and return it with the free meta.
+
     arch, config and num_classes are available on the model itself.
     """
     record = torch.load(path, map_location=map_location, weights_only=True)
@@ -159,6 +162,7 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(v, f"{where}[{k!r}]")
         return
     raise TypeError(
-        f"checkpoint meta {where} is a {type(value).__name__}, which torch.load(weights_only=True) "
-        "rejects; convert it to tensors, numbers, strings, lists or dicts (e.g. arr.tolist())"
+        f"checkpoint meta {where} is a {type(value).__name__}, which "
+        "torch.load(weights_only=True) rejects; convert it to tensors, numbers, strings, "
+        "lists or dicts (e.g. arr.tolist())"
     )

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-#: Total down-sampling of the encoder. The decoder up-samples by exactly x2, x2, x4, so it is fixed.
+#: Total down-sampling of the encoder. The decoder up-samples by exactly x2, x2, x4: it is fixed.
 OUTPUT_STRIDE = 16
 
 
@@ -122,7 +122,7 @@ CONFIGS: dict[str, ModelConfig] = {
 
 
 def get_config(name_or_config: str | ModelConfig | dict[str, Any]) -> ModelConfig:
-    """A named config ("full", "lite"), a ModelConfig, or a dict from `ModelConfig.to_dict`."""
+    """Return a named config ("full", "lite"), a ModelConfig, or one from `ModelConfig.to_dict`."""
     if isinstance(name_or_config, ModelConfig):
         return name_or_config
     if isinstance(name_or_config, dict):
@@ -133,7 +133,7 @@ def get_config(name_or_config: str | ModelConfig | dict[str, Any]) -> ModelConfi
 
 
 def config_name(config: ModelConfig) -> str | None:
-    """The CONFIGS name of a config, or None for a custom one."""
+    """Return the CONFIGS name of a config, or None for a custom one."""
     for name, known in CONFIGS.items():
         if known == config:
             return name

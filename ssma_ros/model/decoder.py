@@ -11,8 +11,9 @@ from ssma_ros.model.layers import conv_bn, deconv_bn
 
 
 class SkipAttention(nn.Module):
-    """SSMA decoder attention: ReLU(BN(1x1(GAP(decoder features)))) scales the fused skip's
-    channels. The released code uses ReLU, not a sigmoid, so the scale is unbounded above.
+    """SSMA decoder attention: ReLU(BN(1x1(GAP(decoder features)))) scales the skip's channels.
+
+    The released code uses ReLU, not a sigmoid, so the scale is unbounded above.
     """
 
     def __init__(self, decoder_ch: int, skip_ch: int) -> None:

@@ -1,5 +1,7 @@
-"""Fusion baselines the paper compares SSMA against: early (channel stacking) and late
-(averaged logits of two unimodal streams). Both take `forward(rgb, aux)` like SSMA.
+"""Fusion baselines the paper compares SSMA against: early and late fusion.
+
+Early fusion stacks the channels; late fusion averages the logits of two unimodal networks.
+Both take `forward(rgb, aux)` like SSMA.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def conv(
     dilation: int = 1,
     bias: bool = False,
 ) -> nn.Conv2d:
-    """'Same' padded convolution (for stride 1; stride 2 halves even sizes exactly)."""
+    """Build a 'same' padded convolution (for stride 1; stride 2 halves even sizes exactly)."""
     return nn.Conv2d(
         in_ch,
         out_ch,
@@ -53,8 +53,9 @@ def deconv_bn(in_ch: int, out_ch: int, factor: int) -> nn.Sequential:
 
 
 def he_init_(module: nn.Module) -> None:
-    """He (fan-in) truncated-normal init as in the released code, std = sqrt(2 / (k*k*C_in)),
-    for convs and transposed convs alike (no bilinear init); BN to identity; biases to zero.
+    """Initialise as the released code: He (fan-in) truncated normal, BN identity, zero biases.
+
+    std = sqrt(2 / (k*k*C_in)) for convs and transposed convs alike (no bilinear init).
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -70,8 +71,10 @@ def he_init_(module: nn.Module) -> None:
 
 @torch.no_grad()
 def _trunc_normal_(t: torch.Tensor, std: float) -> None:
-    """Normal(0, std) truncated at +-2 std by inverse-CDF sampling: one pass, unlike
-    nn.init.trunc_normal_'s rejection loop, which takes seconds on the full network.
+    """Fill `t` with Normal(0, std) truncated at +-2 std, by inverse-CDF sampling.
+
+    One pass, unlike nn.init.trunc_normal_'s rejection loop, which takes seconds on the full
+    network.
     """
     edge = math.erf(2 / math.sqrt(2))  # erf-space image of +-2 std
     t.uniform_(-edge, edge).erfinv_().mul_(std * math.sqrt(2)).clamp_(-2 * std, 2 * std)

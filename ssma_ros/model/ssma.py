@@ -191,8 +191,9 @@ def build_ssma(config: ModelConfig, num_classes: int) -> SSMA:
 
 @contextmanager
 def capture_gates(model: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """Collect the gate `s` of every SSMA block during forwards inside the `with` body,
-    keyed by the block's module name (e.g. "fuse_aspp"); hooks are removed on exit.
+    """Collect the gate `s` of every SSMA block during forwards inside the `with` body.
+
+    Keyed by the block's module name (e.g. "fuse_aspp"); the hooks are removed on exit.
     """
     gates: dict[str, torch.Tensor] = {}
     handles = []
