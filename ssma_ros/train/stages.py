@@ -21,7 +21,7 @@ from ssma_ros.model.base import SegmentationModel
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    """Return the model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
@@ -48,17 +48,19 @@ def expert_mapping(
 
 @torch.no_grad()
 def load_expert(model: nn.Module, modality: str, expert: nn.Module, warm: bool = False) -> int:
-    """Copy the tensors of a trained unimodal AdapNet++ `expert` into the `modality` stream of the
-    fused `model` (parameters and BN buffers, exactly). Returns the number of tensors copied.
+    """Copy a trained unimodal AdapNet++ `expert` into the `modality` stream of a fused `model`.
 
-    Every mapped tensor must exist with the same shape, and every tensor of the target stream must
-    be covered, so an expert of another size or class count fails loudly instead of half-loading.
+    Parameters and BN buffers are copied exactly; with `warm`, also what a warm start takes (see
+    `warm_start`). Returns the number of tensors copied. Every mapped tensor must exist with the
+    same shape, and every tensor of the target stream must be covered, so an expert of another size
+    or class count fails loudly instead of half-loading.
     """
     model = unwrap(model)
     arch = model.arch
     if getattr(expert, "arch", None) != "adapnet":
         raise ValueError(
-            f"the {modality} expert must be an adapnet checkpoint, got {getattr(expert, 'arch', None)!r}"
+            f"the {modality} expert must be an adapnet checkpoint, "
+            f"got {getattr(expert, 'arch', None)!r}"
         )
     if getattr(expert, "modality", modality) != modality:
         raise ValueError(f"init.{modality} holds an expert trained on {expert.modality!r}")
@@ -130,7 +132,7 @@ def warm_start(model: nn.Module, modality: str, expert: nn.Module) -> int:
 
 
 def stream_modules(model: nn.Module, freeze: str = "expert") -> list[nn.Module]:
-    """The per-modality streams (freeze="expert") or only their backbones (freeze="encoder")."""
+    """Return the per-modality streams (freeze="expert") or their backbones ("encoder")."""
     modules = unwrap(model).streams()
     return [m.encoder for m in modules] if freeze == "encoder" else modules
 
@@ -145,8 +147,10 @@ def split_parameters(
 
 
 def freeze_streams(model: nn.Module, freeze: str = "expert") -> int:
-    """Stop training the streams: no gradients, BN and dropout in eval mode. Returns the frozen
-    parameter count. Call `set_train_mode` instead of `model.train()` afterwards so they stay so.
+    """Stop training the streams: no gradients, BN and dropout in eval mode.
+
+    Returns the frozen parameter count. Call `set_train_mode` instead of `model.train()` afterwards
+    so they stay so.
     """
     count = 0
     for module in stream_modules(model, freeze):
@@ -174,10 +178,12 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def set_train_mode(model: nn.Module, frozen: Sequence[nn.Module] | None = None) -> None:
-    """model.train(), except that frozen sub-modules stay in eval mode, as in the released code's
-    fixed experts: their BN keeps its running statistics (in train mode BN would still update them
-    from each batch) and their dropout is off, so a frozen stream is a fixed function.
-    `frozen`: `frozen_modules(model)` computed once (finding them walks the whole model).
+    """Put `model` in train mode, except its frozen sub-modules.
+
+    Those stay in eval mode, as in the released code's fixed experts: their BN keeps its running
+    statistics (in train mode BN would still update them from each batch) and their dropout is off,
+    so a frozen stream is a fixed function. `frozen`: `frozen_modules(model)` computed once
+    (finding them walks the whole model).
     """
     model.train()
     for module in frozen_modules(model) if frozen is None else frozen:
