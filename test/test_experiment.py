@@ -1,7 +1,7 @@
-"""The five-model experiment.
+"""The fusion experiment: shipped recipes, runner, scoring, bootstrap and rerun overrides.
 
-The shipped recipes (fair, same budget, servable SSMA), the runner end to end on a 2-iteration
-budget, the test-set scoring and the paired bootstrap.
+The shipped recipes (fair, same budget, servable SSMA; v1 and v2), the runner end to end on a
+2-iteration budget, the test-set scoring, the paired bootstrap and the CLI's rerun overrides.
 """
 
 import json
@@ -12,9 +12,11 @@ import pytest
 import torch
 import yaml
 
+from ssma_ros.data.synthetic import CONDITIONS_V2
 from ssma_ros.train import experiment
 from ssma_ros.train.config import ConfigError, from_dict
 from ssma_ros.train.data import FixedFrames, SegDataset
+from ssma_ros.train.experiment import cli as experiment_cli
 from ssma_ros.train.metrics import scores
 from ssma_ros.train.trainer import evaluate
 
@@ -47,8 +49,7 @@ def test_shipped_recipes_are_fair_and_give_every_fused_model_the_same_budget():
         == b["aux"]["chain_iterations"]
         == configs["rgb"].optim.iterations
     )
-    # Fusion from the experts counts their stage-1 iterations; early fusion gets as many from
-    # scratch.
+    # Fusion from the experts counts their stage-1 iterations; early fusion as many from scratch.
     assert (
         b["ssma"]["chain_iterations"]
         == configs["rgb"].optim.iterations + configs["ssma"].optim.iterations
@@ -80,6 +81,87 @@ def test_check_fair_rejects_runs_that_differ_in_data():
     experiment.check_fair({"a": a, "a2": from_dict(base, ["optim.iterations=7", "output_dir=x"])})
     with pytest.raises(ConfigError, match="data.crop"):
         experiment.check_fair({"a": a, "b": b})
+
+
+V2 = ROOT / "config" / "experiment" / "v2"
+
+
+def test_v2_recipes_share_one_budget_rule_and_the_rgb_expert():
+    rgbd = experiment.load_experiment(V2 / "rgbd.yaml")
+    rgbt = experiment.load_experiment(V2 / "rgbt.yaml")
+    d, t = experiment.run_configs(rgbd), experiment.run_configs(rgbt)  # both run check_fair
+    assert rgbd.reference == "ssma_warm_s3" and rgbt.reference == "ssma_warm_s3_t"
+    assert rgbt.suffix == "_t"
+    # The two pairs share their runs' folder but keep their evaluations apart.
+    assert rgbd.results_dir() == Path("runs/v2/rgbd") and rgbt.results_dir() == Path(
+        "runs/v2/rgbt"
+    )
+    assert rgbd.results_dir("/tmp/x") == Path("/tmp/x/rgbd")
+    for configs in (d, t):
+        b = experiment.budgets(configs)
+        fused = [k for k, c in configs.items() if c.model.arch != "adapnet"]
+        chains = {b[k]["chain_iterations"] for k in fused if "half" not in k}
+        assert len(chains) == 1, chains  # the same optimiser steps for every fused model
+        assert all(c.data.benchmark == "v2" for c in configs.values())
+        # the training mix covers every v2 condition; the test holds each at full strength
+        assert all(set(c.data.train_conditions) == set(CONDITIONS_V2) for c in configs.values())
+    assert set(rgbd.test.conditions) | set(rgbt.test.conditions) == set(CONDITIONS_V2)
+    assert rgbd.test.strength == rgbt.test.strength == 1.0
+    assert d["rgb"] == t["rgb"]  # one RGB expert serves both
+    assert d["ssma_warm"].init.warm == "best" and d["ssma_cold"].init.warm is None
+    assert d["ssma_warm_s3"].stage == "finetune"
+    assert t["thermal"].data.aux == "infrared"
+
+
+def test_check_fair_lets_an_rgb_only_run_ignore_the_aux_sensor():
+    rgb = {"stage": "expert", "model": {"arch": "adapnet", "modalities": ["rgb"]}}
+    aux = {"stage": "expert", "model": {"arch": "adapnet", "modalities": ["aux"]}}
+    thermal = ["data.aux=infrared", "data.aux_encoding=intensity", "data.cache=t.npz"]
+    experiment.check_fair({"rgb": from_dict(rgb), "thermal": from_dict(aux, thermal)})
+    with pytest.raises(ConfigError, match="data.aux"):
+        experiment.check_fair({"depth": from_dict(aux), "thermal": from_dict(aux, thermal)})
+
+
+def test_cli_reruns_on_another_draw(tmp_path):
+    args = experiment_cli.parse_args(
+        [
+            "run",
+            str(V2 / "rgbd.yaml"),
+            "--seed",
+            "3",
+            "--scene-seed",
+            "11",
+            "--mix",
+            "clear=0.5,sunlight=0.25,night_rain=0.25",
+            "--strength",
+            "0.7",
+            "0.9",
+            "--test-samples",
+            "7",
+            "--test-strength",
+            "0.8",
+            "--test-conditions",
+            "clear",
+            "range",
+            "--bootstrap-seed",
+            "5",
+        ]
+    )
+    runs, test = experiment_cli.overrides(args)
+    exp = experiment.load_experiment(args.experiment, test)
+    assert (exp.test.samples, exp.test.strength, exp.test.seed) == (7, 0.8, 5)
+    assert exp.test.conditions == ("clear", "range")
+    configs = experiment.run_configs(exp, runs, tmp_path)
+    for cfg in configs.values():
+        assert (cfg.seed, cfg.data.scene_seed, cfg.data.strength) == (3, 11, (0.7, 0.9))
+        assert cfg.data.train_conditions == {"clear": 0.5, "sunlight": 0.25, "night_rain": 0.25}
+        assert cfg.output_dir.startswith(str(tmp_path))
+    with pytest.raises(SystemExit):
+        experiment_cli.parse_args(["run", "x.yaml", "--mix", "clear:1"])
+    with pytest.raises(ConfigError, match="benchmark"):  # a v2 condition in a v1 experiment
+        experiment.run_configs(
+            experiment.load_experiment(EXPERIMENT), ["data.train_conditions={sunlight: 1}"]
+        )
 
 
 def test_output_dir_moves_every_path_of_the_experiment(tmp_path):
@@ -129,10 +211,12 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
         str(out),
         "--figures",
         str(figures),
+        "--json",
+        str(tmp_path / "results.json"),
         "--threads",
         "1",
     ]
-    assert experiment.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
+    assert experiment_cli.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
 
     timings = json.loads((out / experiment.TIMINGS).read_text())
     assert set(timings) == {"rgb", "aux", "early", "late", "ssma"}
@@ -159,8 +243,49 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
                 assert data[f"{key}/{condition}/example"].shape == (48, 64)
     table = (out / experiment.TABLE).read_text()
     assert "| SSMA, aux blanked |" in table and "SSMA minus" in table
-    for name in ("experiment_miou.png", "experiment_classes.png", "experiment_examples.png"):
-        assert (figures / name).read_bytes()[:8] == PNG
+    for name in ("miou", "classes", "examples", "gates"):
+        assert (figures / f"experiment_{name}.png").read_bytes()[:8] == PNG
+    # SSMA's mean gates per condition and block: RGB half and aux half, each a sigmoid mean.
+    gates = results["rows"]["ssma"]["gates"]
+    assert set(gates) == {"clear", "night"}
+    assert set(gates["clear"]) == {"fuse_aspp", "fuse_eighth", "fuse_quarter"}
+    assert all(0 < g[h] < 1 for c in gates.values() for g in c.values() for h in ("rgb", "aux"))
+    # The results file in the issue's schema: mIoU % per model and condition, margins in points.
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert set(summary) == {"models", "margins", "recipe", "commands"}
+    assert summary["models"]["ssma_no_aux"]["night"] == pytest.approx(
+        results["rows"]["ssma_no_aux"]["conditions"]["night"]["miou"] * 100, abs=0.01
+    )
+    assert set(summary["margins"]) == {f"ssma_minus_{k}" for k in ("rgb", "aux", "early", "late")}
+    for per in summary["margins"].values():
+        assert set(per) == {"clear", "night", "mean"}
+        assert all(lo <= hi for _, lo, hi in per.values())
+    run_command = [c for c in summary["commands"] if " run " in c]
+    assert len(run_command) == 1 and run_command[0].startswith("OMP_NUM_THREADS=2")
+    assert "--json" not in run_command[0] and "--output-dir" in run_command[0]
+
+
+def test_an_rgb_expert_of_a_depth_pair_scores_in_a_thermal_pair(tmp_path):
+    """The RGB expert is shared: its preprocess expects depth, the pair's frames carry thermal."""
+    thermal = yaml.safe_load((EXPERIMENT.parent / "aux.yaml").read_text())
+    thermal["data"].update(aux="infrared", aux_encoding="intensity", cache=None)
+    thermal["output_dir"] = "runs/experiment/thermal"
+    (tmp_path / "thermal.yaml").write_text(yaml.safe_dump(thermal))
+    spec = {
+        "output_dir": "runs/experiment",
+        "reference": "thermal",
+        "runs": [
+            {"name": "rgb", "recipe": str(EXPERIMENT.parent / "rgb.yaml")},
+            {"name": "thermal", "recipe": "thermal.yaml"},
+        ],
+        "test": {"samples": 2, "conditions": ["clear"], "bootstrap": 10, "batch_size": 2},
+    }
+    (tmp_path / "pair.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    argv = ["all", str(tmp_path / "pair.yaml"), "--output-dir", str(out), "--threads", "1"]
+    assert experiment_cli.main(argv + [arg for o in TINY for arg in ("-o", o)]) == 0
+    rows = json.loads((out / experiment.RESULTS).read_text())["rows"]
+    assert set(rows) == {"rgb", "thermal"}
 
 
 def test_score_frames_agrees_with_the_trainers_evaluation(tmp_path):

@@ -154,10 +154,15 @@ def test_gradients_reach_every_trainable_parameter(lite_models, arch: str) -> No
     model.zero_grad(set_to_none=True)
     target = torch.randint(0, 12, (2, 48, 64), generator=torch.Generator().manual_seed(1))
     SegLoss()(model(*inputs(arch, 2, 48, 64)), target).backward()
+    # A fresh SSMA gate's last conv is zero (gate exactly 0.5), so its first conv gets gradients
+    # only once the last has moved (test_warm_start covers that step).
+    later = (".down.",) if arch == "ssma" else ()
     missing = [
         n
         for n, p in model.named_parameters()
-        if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)
+        if p.requires_grad
+        and (p.grad is None or not p.grad.abs().sum() > 0)
+        and not any(part in n for part in later)
     ]
     assert not missing, f"no gradient for {missing[:10]}"
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
@@ -279,7 +284,8 @@ def test_seg_loss_has_the_0_6_and_0_5_side_weights() -> None:
     "arch, train_loss, eval_loss",
     [  # computed with the code before the model contract (tuple in train, tensor in eval)
         ("adapnet", 4.366948127746582, 1.804773211479187),
-        ("ssma", 4.397018909454346, 1.7915000915527344),
+        # ssma: since issue 14 its gates start at exactly 0.5 (was 4.3970189, 1.7915001)
+        ("ssma", 4.380666732788086, 1.7919939756393433),
         ("early", 4.307192325592041, 1.8079684972763062),
         ("late", 4.100599765777588, 1.8025001287460327),
     ],

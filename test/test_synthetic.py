@@ -1,5 +1,7 @@
 """The procedural scene generator: determinism, conditions, coverage, designed ambiguities."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -7,8 +9,10 @@ from ssma_ros.data.classes import load_class_set
 from ssma_ros.data.encodings import hha
 from ssma_ros.data.preprocess import AuxSpec, Preprocess
 from ssma_ros.data.synthetic import (
+    BENCHMARKS,
     CLASSES,
     CONDITIONS,
+    CONDITIONS_V2,
     MANNEQUIN,
     PALETTE,
     PERSON,
@@ -18,9 +22,11 @@ from ssma_ros.data.synthetic import (
     SPLITS,
     THERMAL_RANGE,
     THERMAL_SCALE,
+    VEHICLE,
     WALL,
     SyntheticDataset,
     SyntheticScenes,
+    degraded,
 )
 
 H, W = 96, 128
@@ -258,3 +264,116 @@ def test_dataset_validation(kwargs):
     args = {"split": "train", "length": 2, "height": 16, "width": 16, **kwargs}
     with pytest.raises(ValueError):
         SyntheticDataset(**args)
+
+
+# -- benchmark v2 -------------------------------------------------------------------------------
+
+#: sha256 of rgb, depth, thermal and label of ten v1 frames, computed with the generator as it
+#: was before v2 existed (commit e9ea89d): v1 must stay reproducible bit for bit.
+V1_FRAMES_SHA256 = "45c42fac1b63e0a742af2f080f78365d18cae8d67b74ad90c15cd4c51b88ed0e"
+
+
+def test_v1_frames_are_bit_identical_to_the_generator_before_v2():
+    scenes = SyntheticScenes(48, 64, seed=3)  # benchmark="v1" is the default
+    digest = hashlib.sha256()
+    for index, condition in zip((0, 1, 7, 12, 2_000_003), CONDITIONS):
+        for strength in (1.0, 0.6):
+            s = scenes.sample(index, condition, strength)
+            for array in (s.rgb, s.depth, s.thermal, s.label):
+                digest.update(np.ascontiguousarray(array).tobytes())
+    assert digest.hexdigest() == V1_FRAMES_SHA256
+
+
+@pytest.fixture(scope="module")
+def v2():
+    return SyntheticScenes(H, W, seed=7, benchmark="v2")
+
+
+def test_v2_is_deterministic_and_its_conditions_are_not_in_v1(v2):
+    other = SyntheticScenes(H, W, seed=7, benchmark="v2")
+    for condition in CONDITIONS_V2:
+        x, y = v2.sample(3, condition, 0.8), other.sample(3, condition, 0.8)
+        for field in ("rgb", "depth", "thermal", "label"):
+            np.testing.assert_array_equal(getattr(x, field), getattr(y, field))
+    assert BENCHMARKS == {"v1": CONDITIONS, "v2": CONDITIONS_V2}
+    with pytest.raises(ValueError, match="benchmark v1"):
+        SyntheticScenes(H, W).sample(0, "sunlight")
+    with pytest.raises(ValueError, match="benchmark"):
+        SyntheticScenes(H, W, benchmark="v3")
+
+
+@pytest.mark.parametrize("condition", CONDITIONS_V2[1:])
+def test_v2_condition_degrades_exactly_the_sensors_it_names(v2, condition):
+    """Each condition changes the sensors `degraded` names and leaves the others as in clear."""
+    sensors = degraded(condition)
+    assert sensors  # every v2 condition degrades something
+    for index in (0, 1, 2):
+        clear, bad = v2.sample(index), v2.sample(index, condition, 1.0)
+        np.testing.assert_array_equal(bad.label, clear.label)
+        assert (not np.array_equal(bad.rgb, clear.rgb)) == ("rgb" in sensors)
+        assert (not np.array_equal(bad.thermal, clear.thermal)) == ("thermal" in sensors)
+        same_holes = np.array_equal(np.isnan(bad.depth), np.isnan(clear.depth))
+        assert (not same_holes) == ("depth" in sensors)
+        if "depth" not in sensors:  # a new capture: only flying pixels at edges differ
+            valid = np.isfinite(clear.depth)
+            assert (bad.depth[valid] == clear.depth[valid]).mean() > 0.8
+        zero = v2.sample(index, condition, 0.0)  # strength 0 is clear
+        np.testing.assert_array_equal(zero.rgb, clear.rgb)
+        np.testing.assert_array_equal(zero.thermal, clear.thermal)
+        np.testing.assert_array_equal(np.isnan(zero.depth), np.isnan(clear.depth))
+
+
+def test_v2_depth_failures_follow_the_sensor_physics(v2):
+    holes = {c: [] for c in ("clear", "sunlight", "specular")}
+    concrete_vs_road = []
+    vehicle_holes = {"clear": [], "specular": []}
+    for index in range(12):
+        frames = {c: v2.sample(index, c, 1.0) for c in ("clear", "sunlight", "specular", "range")}
+        ground = frames["clear"].label != SKY
+        for c in holes:
+            holes[c].append(np.isnan(frames[c].depth[ground]).mean())
+        sun = frames["sunlight"]
+        concrete = np.isin(sun.label, (SIDEWALK, WALL))
+        if concrete.sum() > 200 and (sun.label == ROAD).sum() > 200:
+            concrete_vs_road.append(
+                np.isnan(sun.depth[concrete]).mean()
+                - np.isnan(sun.depth[sun.label == ROAD]).mean()
+            )
+        vehicle = frames["clear"].label == VEHICLE
+        if vehicle.sum() > 50:
+            for c in vehicle_holes:
+                vehicle_holes[c].append(np.isnan(frames[c].depth[vehicle]).mean())
+        # range: no return beyond the short range (8 m at strength 1, noise aside)
+        far = frames["range"].depth
+        assert np.nanmax(far, initial=0.0) < 9.5
+    assert np.mean(holes["sunlight"]) > np.mean(holes["clear"]) + 0.1
+    # washed out where the projector pattern has no texture to add: concrete more than asphalt
+    assert len(concrete_vs_road) >= 5 and np.mean(concrete_vs_road) > 0.05
+    assert np.mean(vehicle_holes["specular"]) > np.mean(vehicle_holes["clear"]) + 0.2
+    assert np.mean(holes["specular"]) > np.mean(holes["clear"])
+
+
+def test_v2_thermal_loses_the_person_mannequin_contrast_in_crossover_and_less_in_fog(v2):
+    gaps = {c: [] for c in ("clear", "fog", "crossover")}
+    for index in range(30):
+        frames = {c: v2.sample(index, c, 1.0) for c in gaps}
+        person, mannequin = frames["clear"].label == PERSON, frames["clear"].label == MANNEQUIN
+        if person.sum() < 20 or mannequin.sum() < 20:
+            continue
+        for c, s in frames.items():
+            t = celsius(s.thermal)
+            gaps[c].append(np.median(t[person]) - np.median(t[mannequin]))
+    assert len(gaps["clear"]) >= 10
+    clear, fog, crossover = (np.median(gaps[c]) for c in ("clear", "fog", "crossover"))
+    assert clear > 3.0 and crossover < 0.15 * clear
+    assert crossover < fog < clear  # fog attenuates LWIR, but less than it does light
+    assert fog > 0.3 * clear
+
+
+def test_v2_dataset_items_carry_the_benchmark():
+    items = SyntheticDataset(
+        "test", 2, 32, 48, seed=1, conditions=("sunlight", "crossover"), benchmark="v2"
+    )
+    assert [it["condition"] for it in items] == ["sunlight", "crossover"]
+    with pytest.raises(ValueError, match="v1"):
+        SyntheticDataset("test", 2, 32, 48, conditions=("sunlight",))

@@ -7,9 +7,10 @@ the inputs its forward takes in order (`input_names`: the modalities, "rgb" and/
 - `streams()`: the per-modality streams (encoder + eASPP + skip projections, what the released
   SSMA code calls an expert), which the fusion stage trains at a lower rate and the fine-tune
   stage freezes;
-- `expert_prefixes(modality)`: which tensors of a trained unimodal AdapNet++ of that modality go
-  where in this model when it starts from experts (prefix in the expert's state dict -> prefix
-  in this model's). Every answer is one more prefix pair, e.g. a decoder taken from an expert.
+- `expert_prefixes(modality, warm)`: which tensors of a trained unimodal AdapNet++ of that
+  modality go where in this model when it starts from experts (prefix in the expert's state
+  dict -> prefix in this model's). Every answer is one more prefix pair, e.g. the decoder that
+  a warm start (`warm=True`) takes from the expert it starts as.
 
 `forward(*inputs)` returns a `SegOutput` in train and eval mode alike (see `SegOutput`).
 """
@@ -72,11 +73,13 @@ class SegmentationModel(nn.Module):
         """Return the per-modality streams (each an `adapnet.Expert`), in input order."""
         raise NotImplementedError
 
-    def expert_prefixes(self, modality: str) -> dict[str, str]:
+    def expert_prefixes(self, modality: str, warm: bool = False) -> dict[str, str]:
         """Map what this model takes from a trained `modality` AdapNet++ (its expert).
 
         Prefix in the expert's state dict -> prefix in this model's, one pair per part that
         starts from that expert; empty when this arch does not start from unimodal experts.
+        `warm`: also the parts that a warm start takes from the one expert it starts as (SSMA:
+        the decoder; see `SSMA.start_as`); the same as without where nothing more fits.
         """
         return {}
 

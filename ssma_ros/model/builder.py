@@ -9,7 +9,7 @@ from ssma_ros.model.base import SegmentationModel
 from ssma_ros.model.config import ModelConfig, get_config
 from ssma_ros.model.fusion import EarlyFusion, LateFusion
 from ssma_ros.model.layers import he_init_
-from ssma_ros.model.ssma import build_ssma
+from ssma_ros.model.ssma import SSMA, build_ssma
 
 ARCHS = ("adapnet", "ssma", "early", "late")
 MODALITIES = ("rgb", "aux")
@@ -68,4 +68,6 @@ def build_model(
     else:
         raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
     he_init_(model)
+    if isinstance(model, SSMA):  # He init would saturate the gates; they start at 0.5
+        model.reset_gates()
     return model

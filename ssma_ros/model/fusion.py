@@ -67,6 +67,6 @@ class LateFusion(SegmentationModel):
     def streams(self) -> list[nn.Module]:
         return [self.rgb_net.expert, self.aux_net.expert]
 
-    def expert_prefixes(self, modality: str) -> dict[str, str]:
+    def expert_prefixes(self, modality: str, warm: bool = False) -> dict[str, str]:
         self._check_modality(modality)
-        return {"": f"{modality}_net."}
+        return {"": f"{modality}_net."}  # the whole expert, warm or not

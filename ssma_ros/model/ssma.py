@@ -41,10 +41,53 @@ class SSMABlock(nn.Module):
         self.up = conv(reduced, both, 3, bias=True)
         self.gate = nn.Sigmoid()
         self.project = projection
+        self.reset_gate()
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         x = torch.cat([a, b], dim=1)
         return self.project(x * self.gate(self.up(self.relu(self.down(x)))))
+
+    @torch.no_grad()
+    def reset_gate(self) -> None:
+        """Start the gate at exactly sigmoid(0) = 0.5 for every pixel and channel.
+
+        The gate's last conv starts at zero. With PyTorch's default initialisation the gate of a
+        fresh block saturates near 0 and 1 (per-pixel std ~0.33), so a new SSMA would start by
+        switching random features off. `down` keeps its random weights: `up` receives gradients
+        at once, `down` as soon as `up` has moved.
+        """
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    @torch.no_grad()
+    def select(self, index: int, source_bn: nn.BatchNorm2d | None = None) -> None:
+        """Make the block output its input `index` (0: a, 1: b) unchanged (warm start).
+
+        The gate is reset to 0.5 and the projection weights 2 on the selected channels, 0 on the
+        others. A projection with BN (the eASPP level) needs the BN that produced the selected
+        features (`source_bn`, the stream's last eASPP BN): its BN then undoes itself, exactly
+        in eval mode and, since those features have that BN's batch statistics, up to BN's eps
+        in train mode.
+        """
+        self.reset_gate()
+        with_bn = isinstance(self.project, nn.Sequential)
+        conv = self.project[0] if with_bn else self.project
+        channels = conv.out_channels
+        weight = torch.zeros_like(conv.weight)
+        centre = conv.kernel_size[0] // 2
+        rows = torch.arange(channels)
+        weight[rows, index * channels + rows, centre, centre] = 2.0  # the gate halves x
+        conv.weight.copy_(weight)
+        if conv.bias is not None:
+            conv.bias.zero_()
+        if with_bn:
+            if source_bn is None:
+                raise ValueError("a projection with BN needs the BN of the selected features")
+            bn, gamma, beta = self.project[1], source_bn.weight, source_bn.bias
+            bn.running_mean.copy_(beta)
+            bn.running_var.copy_(gamma * gamma)
+            bn.weight.copy_(torch.sqrt(gamma * gamma + bn.eps))
+            bn.bias.copy_(beta)
 
 
 def ssma_block_aspp(channels: int, eta: int) -> SSMABlock:
@@ -98,9 +141,39 @@ class SSMA(SegmentationModel):
     def streams(self) -> list[nn.Module]:
         return [self.rgb_expert, self.aux_expert]
 
-    def expert_prefixes(self, modality: str) -> dict[str, str]:
+    def expert_prefixes(self, modality: str, warm: bool = False) -> dict[str, str]:
         self._check_modality(modality)
-        return {"expert.": f"{modality}_expert."}
+        prefixes = {"expert.": f"{modality}_expert."}
+        if warm:  # the decoder too, except the skip attention that AdapNet++ lacks
+            for name, _ in self.decoder.named_children():
+                if not name.startswith("attention"):
+                    prefixes[f"decoder.{name}."] = f"decoder.{name}."
+        return prefixes
+
+    def reset_gates(self) -> None:
+        """Start every fusion block's gate at exactly 0.5 (`SSMABlock.reset_gate`)."""
+        for block in (self.fuse_aspp, self.fuse_eighth, self.fuse_quarter):
+            block.reset_gate()
+
+    @torch.no_grad()
+    def start_as(self, modality: str) -> None:
+        """Warm start: make the network compute exactly its `modality` expert.
+
+        Call after `stages.load_expert(model, modality, expert, warm=True)` has copied that
+        expert's stream and decoder. The fusion blocks pass the `modality` stream through
+        (`SSMABlock.select`) and the decoder's skip attention scales by exactly 1 (its BN gives
+        gamma 0, beta 1 before the ReLU), so step 0 of stage 2 reproduces the expert's logits; the
+        gates (0.5) and the attention then learn from there.
+        """
+        index = self.input_names.index(modality)
+        stream = self.streams()[index]
+        self.fuse_aspp.select(index, stream.easpp.fuse[1])
+        self.fuse_eighth.select(index)
+        self.fuse_quarter.select(index)
+        for attention in (self.decoder.attention_eighth, self.decoder.attention_quarter):
+            bn = attention.proj[1]
+            nn.init.zeros_(bn.weight)
+            nn.init.ones_(bn.bias)
 
 
 def build_ssma(config: ModelConfig, num_classes: int) -> SSMA:

@@ -73,6 +73,7 @@ class DataSection:
     # evenly spread over the evaluation split (0 = all).
     val_samples: int = 64
     scene_seed: int = 0  # synthetic generator seed (the world), distinct from the training seed
+    benchmark: str = "v1"  # synthetic: the condition set (v1: RGB fails; v2: depth/thermal too)
     # Dataset readers (data/readers): keyword arguments for both splits (e.g. class_set, aux),
     # then per split. Cityscapes and Freiburg Forest default to their train/val (test) splits;
     # readers without a split argument need val_reader to name the evaluation subset
@@ -140,6 +141,10 @@ class InitSection:
     # or .pth) for the encoders of a model trained from scratch: one file for every encoder, or
     # {rgb: FILE, aux: FILE} (model/pretrained.py).
     backbone: str | dict[str, str] | None = None
+    # Stage "fusion" of ssma from experts: start the fusion blocks and the decoder so that the
+    # model reproduces one expert (rgb | aux | best: the expert with the higher validation mIoU
+    # in its checkpoint); None = the usual random initialisation (cold).
+    warm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,13 @@ def check(cfg: TrainConfig) -> None:
         if cfg.init.checkpoint is not None:
             raise ConfigError("give either init.checkpoint or init.rgb + init.aux, not both")
     _check_backbone(cfg)
+    if cfg.init.warm is not None:
+        _one_of("init.warm", cfg.init.warm, ("rgb", "aux", "best"))
+        if cfg.model.arch != "ssma" or cfg.init.rgb is None:
+            raise ConfigError(
+                "init.warm: only an ssma fusion stage that starts from experts (init.rgb, "
+                "init.aux) can start warm"
+            )
     if cfg.stage == "finetune" and cfg.init.checkpoint is None:
         raise ConfigError("stage 'finetune' needs init.checkpoint (the stage 'fusion' result)")
     h, w = d.size
@@ -227,6 +239,15 @@ def check(cfg: TrainConfig) -> None:
     if d.source == "synthetic":
         if d.aux is not None:
             _one_of("data.aux", d.aux, ("depth", "infrared"))
+        from ssma_ros.data.synthetic import BENCHMARKS  # numpy + OpenCV: only when needed
+
+        _one_of("data.benchmark", d.benchmark, tuple(BENCHMARKS))
+        known = BENCHMARKS[d.benchmark]
+        unknown = sorted(set(d.train_conditions) - set(known)) + sorted(
+            set(d.eval_conditions) - set(known)
+        )
+        if unknown:
+            raise ConfigError(f"data: conditions {unknown} are not in benchmark {d.benchmark}")
         if (
             not d.train_conditions
             or any(v < 0 for v in d.train_conditions.values())

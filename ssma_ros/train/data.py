@@ -237,11 +237,11 @@ class SyntheticMix:
         strength: tuple[float, float],
         aux: str,
     ) -> None:
-        unknown = set(conditions) - set(synthetic.CONDITIONS)
+        unknown = set(conditions) - set(scenes.conditions)
         if unknown:
             raise ValueError(
                 f"data.train_conditions: unknown {sorted(unknown)}; "
-                f"the generator knows {list(synthetic.CONDITIONS)}"
+                f"the generator knows {list(scenes.conditions)}"
             )
         self.scenes = scenes
         self.first = first
@@ -397,7 +397,7 @@ def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], Dat
     modality = d.aux or "depth"
     generator_aux = GENERATOR_AUX[modality]
     h, w = d.size
-    scenes = synthetic.SyntheticScenes(h, w, seed=d.scene_seed)
+    scenes = synthetic.SyntheticScenes(h, w, seed=d.scene_seed, benchmark=d.benchmark)
     train: FrameSource = SyntheticMix(
         scenes,
         synthetic.SPLITS["train"],
@@ -418,6 +418,7 @@ def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], Dat
                 "train_conditions": list(d.train_conditions.items()),
                 "strength": list(d.strength),
                 "aux": generator_aux,
+                **({} if d.benchmark == "v1" else {"benchmark": d.benchmark}),
             },
         )
     evals: dict[str, FrameSource] = {
@@ -431,6 +432,7 @@ def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], Dat
                 generator_aux,
                 conditions=(c,),
                 strength=1.0,
+                benchmark=d.benchmark,
             )
         )
         for c in d.eval_conditions

@@ -21,15 +21,18 @@ from ssma_ros.model.base import SegmentationModel
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (or the model itself)."""
+    """Return the model inside a DistributedDataParallel wrapper (or the model itself)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def expert_mapping(
-    model: SegmentationModel, modality: str, expert_state: Mapping[str, torch.Tensor]
+    model: SegmentationModel,
+    modality: str,
+    expert_state: Mapping[str, torch.Tensor],
+    warm: bool = False,
 ) -> dict[str, str]:
     """Expert state-dict key -> fused-model key for every expert tensor `model` takes."""
-    prefixes = model.expert_prefixes(modality)
+    prefixes = model.expert_prefixes(modality, warm=warm)
     if not prefixes:
         raise ValueError(
             f"arch {model.arch!r} cannot start from unimodal experts "
@@ -44,13 +47,13 @@ def expert_mapping(
 
 
 @torch.no_grad()
-def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
+def load_expert(model: nn.Module, modality: str, expert: nn.Module, warm: bool = False) -> int:
     """Copy a trained unimodal AdapNet++ `expert` into the `modality` stream of a fused `model`.
 
-    Parameters and BN buffers are copied exactly. Returns the number of tensors copied.
-
-    Every mapped tensor must exist with the same shape, and every tensor of the target stream must
-    be covered, so an expert of another size or class count fails loudly instead of half-loading.
+    Parameters and BN buffers are copied exactly; with `warm`, also what a warm start takes (see
+    `warm_start`). Returns the number of tensors copied. Every mapped tensor must exist with the
+    same shape, and every tensor of the target stream must be covered, so an expert of another size
+    or class count fails loudly instead of half-loading.
     """
     model = unwrap(model)
     arch = model.arch
@@ -63,7 +66,7 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
         raise ValueError(f"init.{modality} holds an expert trained on {expert.modality!r}")
     source = expert.state_dict()
     target = model.state_dict()
-    mapping = expert_mapping(model, modality, source)
+    mapping = expert_mapping(model, modality, source, warm)
     for src, dst in mapping.items():
         if dst not in target:
             raise ValueError(f"expert tensor {src} has no place {dst} in the {arch} model")
@@ -73,7 +76,7 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
                 f"{tuple(target[dst].shape)}: model config or class count differ"
             )
     covered = set(mapping.values())
-    stream_prefixes = tuple(model.expert_prefixes(modality).values())
+    stream_prefixes = tuple(model.expert_prefixes(modality, warm=warm).values())
     missing = [k for k in target if k.startswith(stream_prefixes) and k not in covered]
     if missing:
         raise ValueError(
@@ -84,8 +87,52 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module) -> int:
     return len(mapping)
 
 
+#: init.warm choices: start as the rgb expert, the aux expert, or the one validated better.
+WARM_CHOICES = ("rgb", "aux", "best")
+
+
+def warm_modality(choice: str, metrics: Mapping[str, Mapping[str, float]]) -> str:
+    """Pick the expert a warm start starts as.
+
+    `choice` "rgb" or "aux" names it; "best" takes the expert whose checkpoint carries the higher
+    mean validation mIoU (over its evaluation sets, blanked-aux sets aside). The validation
+    split decides, never the test scenes. `metrics`: per modality, a checkpoint's "metrics".
+    """
+    if choice not in WARM_CHOICES:
+        raise ValueError(f"init.warm: {choice!r} is not one of {list(WARM_CHOICES)}")
+    if choice != "best":
+        return choice
+
+    def mean_miou(modality: str) -> float:
+        values = [v for k, v in metrics[modality].items() if not k.endswith("_no_aux")]
+        if not values:
+            raise ValueError(
+                f"init.warm: best: the {modality} expert's checkpoint has no validation metrics"
+            )
+        return sum(values) / len(values)
+
+    return max(("rgb", "aux"), key=mean_miou)
+
+
+def warm_start(model: nn.Module, modality: str, expert: nn.Module) -> int:
+    """Start a fused model's fusion and decoder as its `modality` expert (stage 2, warm).
+
+    Copies the expert's decoder (the tensors `expert_prefixes(modality, warm=True)` adds) and
+    lets the model make its fusion pass that stream through, so that the fused model computes
+    the expert's logits at step 0. Call after `load_expert` has loaded both streams. Returns
+    the number of tensors copied.
+    """
+    model = unwrap(model)
+    start_as = getattr(model, "start_as", None)
+    if start_as is None:
+        raise ValueError(f"init.warm: arch {model.arch!r} has no fusion to warm-start (ssma has)")
+    count = load_expert(model, modality, expert, warm=True)
+    start_as(modality)
+    return count
+
+
 def stream_modules(model: nn.Module, freeze: str = "expert") -> list[nn.Module]:
-    """The per-modality streams (freeze="expert") or only their backbones (freeze="encoder")."""
+    """Return the per-modality streams (freeze="expert") or their backbones ("encoder")."""
     modules = unwrap(model).streams()
     return [m.encoder for m in modules] if freeze == "encoder" else modules
 
@@ -102,8 +149,8 @@ def split_parameters(
 def freeze_streams(model: nn.Module, freeze: str = "expert") -> int:
     """Stop training the streams: no gradients, BN and dropout in eval mode.
 
-    Returns the frozen parameter count. Call `set_train_mode` instead of `model.train()`
-    afterwards so they stay so.
+    Returns the frozen parameter count. Call `set_train_mode` instead of `model.train()` afterwards
+    so they stay so.
     """
     count = 0
     for module in stream_modules(model, freeze):
@@ -131,12 +178,12 @@ def frozen_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def set_train_mode(model: nn.Module, frozen: Sequence[nn.Module] | None = None) -> None:
-    """model.train(), except that frozen sub-modules stay in eval mode.
+    """Put `model` in train mode, except its frozen sub-modules.
 
-    As in the released code's fixed experts: their BN keeps its running statistics (in train mode
-    BN would still update them from each batch) and their dropout is off, so a frozen stream is a
-    fixed function. `frozen`: `frozen_modules(model)` computed once (finding them walks the whole
-    model).
+    Those stay in eval mode, as in the released code's fixed experts: their BN keeps its running
+    statistics (in train mode BN would still update them from each batch) and their dropout is off,
+    so a frozen stream is a fixed function. `frozen`: `frozen_modules(model)` computed once
+    (finding them walks the whole model).
     """
     model.train()
     for module in frozen_modules(model) if frozen is None else frozen:

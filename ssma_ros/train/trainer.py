@@ -46,6 +46,8 @@ from ssma_ros.train.stages import (
     set_train_mode,
     split_parameters,
     unwrap,
+    warm_modality,
+    warm_start,
 )
 
 LAST = "last.pt"
@@ -214,9 +216,16 @@ class Trainer:
         modality = cfg.model.modalities[0] if cfg.model.arch == "adapnet" else None
         model = build_model(cfg.model.arch, cfg.model.config, self.num_classes, modality=modality)
         if cfg.init.rgb is not None:
+            experts = {}
             for name, path in (("rgb", cfg.init.rgb), ("aux", cfg.init.aux)):
-                expert, _ = load_checkpoint(path)
-                load_expert(model, name, expert)
+                experts[name] = load_checkpoint(path)
+                load_expert(model, name, experts[name][0])
+            if cfg.init.warm is not None:
+                metrics = {k: meta.get("metrics") or {} for k, (_, meta) in experts.items()}
+                self.warm_modality = warm_modality(cfg.init.warm, metrics)
+                warm_start(model, self.warm_modality, experts[self.warm_modality][0])
+                if self.ctx.is_main:
+                    print(f"ssma-train: warm start as the {self.warm_modality} expert")
         elif cfg.init.checkpoint is not None:
             source, _ = load_checkpoint(cfg.init.checkpoint)
             if getattr(source, "arch", None) != model.arch:
