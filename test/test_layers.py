@@ -73,7 +73,7 @@ def test_each_layer_imports_only_what_it_may():
 
 
 def test_nothing_outside_node_imports_node():
-    """node/ is ROS glue around serve/; tools and offline code use serve/ (the h13-serve move)."""
+    """node/ is ROS glue around serve/; tools and offline code use serve/, which is ROS-free."""
     found = imports_by_unit()
     outside = sorted(
         f"{source} imports {name}"
