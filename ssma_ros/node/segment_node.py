@@ -533,9 +533,9 @@ class SegmentNode(LifecycleNode):
         try:
             rays = self.geometry.rays(width, height)  # distortion undone; cached per camera_info
         except cloud.CameraInfoError as exc:
-            # The one message CameraGeometry gives while nothing came (serve-api.md).
-            none_yet = "no camera_info received yet" in str(exc)
-            counter = "no_camera_info" if none_yet else "bad_camera_info"
+            counter = (
+                "no_camera_info" if isinstance(exc, cloud.NoCameraInfo) else "bad_camera_info"
+            )
             self._bad(counter, f"~/cloud: {exc}")
             return
         # Full-resolution metres only here: the model input converts the pixels it samples.

@@ -40,6 +40,10 @@ class CameraInfoError(ValueError):
     """A camera_info that cannot describe the image: uncalibrated, malformed or mismatched."""
 
 
+class NoCameraInfo(CameraInfoError):
+    """No camera_info has arrived yet."""
+
+
 def intrinsics_from_camera_info(
     msg: CameraInfo, width: int | None = None, height: int | None = None, matrix: str = "K"
 ) -> CameraIntrinsics:
@@ -199,7 +203,7 @@ class CameraGeometry:
         with self._lock:
             msg = self._msg
             if msg is None:
-                raise CameraInfoError(f"no camera_info received yet on {self.topic}")
+                raise NoCameraInfo(f"no camera_info received yet on {self.topic}")
             try:
                 key = _content(msg, width, height)
             except (TypeError, ValueError) as exc:  # fields of the wrong type or size
