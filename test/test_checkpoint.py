@@ -124,5 +124,5 @@ def test_resume_from_a_truncated_last_pt_says_which_file_and_what_is_intact(tmp_
     capsys.readouterr()
     assert cli.main(args + ["--resume"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"ssma-train: cannot resume: {last} is not a readable checkpoint (")
+    assert err.startswith(f"ssma-train: {last} is not a readable checkpoint (")
     assert f"the previous one, {out / 'last.prev.pt'}, is intact" in err

@@ -399,6 +399,7 @@ def test_rgb_only_fallback_when_aux_stalls_and_recovery(harness_factory):
     assert stalled.level == WARN and stalled.message.endswith(": serving RGB alone")
     assert f"{h.ns}/aux" in stalled.message
     h.served(sample, t=400.3)  # aux is back (this rgb may still come before it, served alone)
+    h.wait(lambda: not h.node.aux_monitor.stalled, "the aux message of t=400.3")
     alone = h.count("rgb_only_in")
     h.served(sample, t=400.4)  # fused again, and diagnostics say so
     assert h.count("rgb_only_in") == alone and not h.node.aux_monitor.stalled
@@ -490,11 +491,13 @@ def test_output_failure_is_counted_and_the_next_frames_are_served(harness_factor
     h.wait(
         lambda: h.by_stamp("mask", header.stamp), "the mask published before the overlay failed"
     )
+    h.wait(lambda: h.count("output_errors") == 1, "the output failure counted")
     failed = h.report_after(0.2)
     assert int(failed["output_errors"]) == 1 and failed["level"] >= bytes([WARN])
     monkeypatch.undo()
     header = h.send(sample, t=601.0)
     h.wait(lambda: h.by_stamp("overlay", header.stamp), "the overlay of the next frame")
+    h.wait(lambda: h.count("frames_out") == 1, "the next frame counted")
     report = h.report_after(0.2)
     assert int(report["frames_out"]) == 1
     for kind in ("", "_cpu"):  # wall-clock and worker CPU time

@@ -431,6 +431,7 @@ def test_golden_masks_from_the_default_bundle(harnesses, offline):
     bilinear = expected(millimetres, "16UC1", "bilinear")
     assert (bilinear != fused).any()
     h.served(sample, t=t + 3)  # aux is back (this rgb may come before it: served alone)
+    h.wait(lambda: not h.node.aux_monitor.stalled, "the aux message of t + 3")
     assert h.node.set_parameters([Parameter("upsampling", value="bilinear")])[0].successful
     msg = h.served(sample, t=t + 4)
     np.testing.assert_array_equal(image_to_numpy(msg), bilinear)

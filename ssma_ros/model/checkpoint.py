@@ -105,7 +105,11 @@ def _write_atomically(path: Path, record: dict[str, Any], keep_previous: bool) -
             f.flush()
             os.fsync(f.fileno())
         if keep_previous and path.exists():
-            os.replace(path, previous_path(path))
+            # A second name for the old file, not a move: `path` exists at every instant, so a
+            # crash between the two steps cannot leave a run without its last.pt.
+            previous = previous_path(path)
+            previous.unlink(missing_ok=True)
+            os.link(path, previous)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -63,10 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trainer = Trainer(cfg, resume=args.resume, ctx=ctx)
         results = trainer.run()
-    except CheckpointError as err:  # --resume on a bad file: say which, and what is intact
-        print(f"ssma-train: cannot resume: {err}", file=sys.stderr)
-        return 2
-    except (PretrainedError, FolderDatasetError) as err:  # say which file, which tensor
+    except (CheckpointError, PretrainedError, FolderDatasetError) as err:
+        # a bad checkpoint (init or --resume), weights file or dataset: the message names it
         print(f"ssma-train: {err}", file=sys.stderr)
         return 2
     finally:
