@@ -325,3 +325,13 @@ def test_intrinsics_for_the_model_come_from_the_same_camera_info():
     geometry.update(distorted_info("plumb_bob", DISTORTIONS["plumb_bob"]))
     cam = geometry.intrinsics(BIG_W // 2, BIG_H // 2)
     assert (cam.fx, cam.fy) == (30.0, 29.0)
+
+
+def test_a_distortion_the_cloud_cannot_undo_leaves_the_intrinsics_usable():
+    """An unsupported distortion fails ~/cloud only: HHA models still need K from it."""
+    geometry = CameraGeometry()
+    geometry.update(distorted_info("fisheye624", [0.1] * 12))
+    for _ in range(2):
+        assert geometry.intrinsics(BIG_W, BIG_H).fx == 60.0
+        with pytest.raises(CameraInfoError, match="fisheye624"):
+            geometry.rays(BIG_W, BIG_H)

@@ -462,7 +462,11 @@ class SegmentNode(LifecycleNode):
             return
         rgb, aux, aux_encoding = decoded.rgb, decoded.aux, decoded.aux_encoding
         self.gate.served(admission, with_aux=aux is not None)
-        camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
+        camera = None
+        if aux is not None and self.segmenter.needs_camera:
+            camera = self._intrinsics(rgb.shape[1], rgb.shape[0])
+            if camera is None:
+                return  # counted and warned about by _intrinsics
         inputs = self.segmenter.inputs(rgb, aux, aux_encoding, camera)
         inference_start, inference_start_cpu = time.perf_counter(), time.thread_time()
         logits = self.segmenter.infer(inputs)
@@ -517,14 +521,16 @@ class SegmentNode(LifecycleNode):
         self.health.frame_done(time.monotonic(), (now_ros - frame.stamp) / 1e9, wall, cpu)
 
     def _intrinsics(self, width: int, height: int) -> CameraIntrinsics | None:
-        """Return the newest camera_info's K scaled to the image size; None if none is usable.
-
-        Only HHA-encoded models need it; ~/cloud counts and reports a bad camera_info.
-        """
+        """Return the newest camera_info's K scaled to the image; None (counted) if unusable."""
         try:
             return self.geometry.intrinsics(width, height)
-        except cloud.CameraInfoError:
+        except cloud.CameraInfoError as exc:
+            self._bad_camera_info(exc, "the HHA-encoded model input")
             return None
+
+    def _bad_camera_info(self, exc: cloud.CameraInfoError, needed_by: str) -> None:
+        counter = "no_camera_info" if isinstance(exc, cloud.NoCameraInfo) else "bad_camera_info"
+        self._bad(counter, f"{needed_by}: {exc}")
 
     def _publish_cloud(self, header, aux, aux_encoding, mask, rgb) -> None:
         if aux is None or aux_encoding not in DEPTH_ENCODINGS:
@@ -533,10 +539,7 @@ class SegmentNode(LifecycleNode):
         try:
             rays = self.geometry.rays(width, height)  # distortion undone; cached per camera_info
         except cloud.CameraInfoError as exc:
-            counter = (
-                "no_camera_info" if isinstance(exc, cloud.NoCameraInfo) else "bad_camera_info"
-            )
-            self._bad(counter, f"~/cloud: {exc}")
+            self._bad_camera_info(exc, "~/cloud")
             return
         # Full-resolution metres only here: the model input converts the pixels it samples.
         depth_m = depth_to_metres(aux, aux_encoding)

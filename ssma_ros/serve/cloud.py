@@ -184,7 +184,9 @@ class CameraGeometry:
         self._lock = threading.Lock()
         self._msg: Any = None
         self._key: tuple | None = None  # content of the camera_info and image size cached
-        self._cached: tuple[CameraIntrinsics, Rays | None] | CameraInfoError | None = None
+        # Each result (a value or the CameraInfoError it raised) for `_key`, made when first
+        # asked: a distortion the cloud cannot undo must not fail the intrinsics HHA needs.
+        self._results: dict[str, Any] = {}
 
     def update(self, msg: Any) -> None:
         """Keep the newest camera_info."""
@@ -193,13 +195,13 @@ class CameraGeometry:
 
     def intrinsics(self, width: int, height: int) -> CameraIntrinsics:
         """Return the pinhole intrinsics (K) scaled to a `width` x `height` image."""
-        return self._get(width, height, with_rays=False)[0]
+        return self._get("intrinsics", intrinsics_from_camera_info, width, height)
 
     def rays(self, width: int, height: int) -> Rays:
         """Return the viewing rays of a `width` x `height` image, distortion undone."""
-        return self._get(width, height, with_rays=True)[1]
+        return self._get("rays", camera_rays, width, height)
 
-    def _get(self, width: int, height: int, with_rays: bool) -> tuple[CameraIntrinsics, Rays]:
+    def _get(self, what: str, make, width: int, height: int) -> Any:
         with self._lock:
             msg = self._msg
             if msg is None:
@@ -208,21 +210,19 @@ class CameraGeometry:
                 key = _content(msg, width, height)
             except (TypeError, ValueError) as exc:  # fields of the wrong type or size
                 raise CameraInfoError(f"malformed camera_info: {exc}") from exc
-            cached = self._cached if key == self._key else None
-            if isinstance(cached, CameraInfoError):
-                raise cached
-            if cached is None or (with_rays and cached[1] is None):
+            if key != self._key:
+                self._key, self._results = key, {}
+            if what not in self._results:
                 try:
-                    intrinsics = intrinsics_from_camera_info(msg, width, height)
-                    cached = (intrinsics, camera_rays(msg, width, height) if with_rays else None)
+                    self._results[what] = make(msg, width, height)
                 except CameraInfoError as exc:
-                    cached = exc
+                    self._results[what] = exc
                 except (TypeError, ValueError) as exc:  # fields of the wrong type or size
-                    cached = CameraInfoError(f"malformed camera_info: {exc}")
-                self._key, self._cached = key, cached
-                if isinstance(cached, CameraInfoError):
-                    raise cached
-            return cached
+                    self._results[what] = CameraInfoError(f"malformed camera_info: {exc}")
+            result = self._results[what]
+            if isinstance(result, CameraInfoError):
+                raise result
+            return result
 
 
 def _content(msg: Any, width: int, height: int) -> tuple:

@@ -26,7 +26,7 @@ COUNTERS = (
     "late_aux",  # pairs whose rgb frame was just served alone (aux came back): not served twice
     "time_jumps",  # stamps that jumped back, or ahead of the node's clock (the gate restarted)
     "aux_all_invalid",  # depth frames without a single valid pixel (served as RGB only)
-    "no_camera_info",  # frames that could not make ~/cloud for want of camera_info
+    "no_camera_info",  # frames without ~/cloud (or an HHA input) for want of camera_info
     "bad_camera_info",  # camera_info messages without a usable K
     "inference_errors",  # failures in the inference stage (backend, decoding)
     "dropped_inferred",  # inferred frames replaced by a newer one before their outputs were made

@@ -47,6 +47,12 @@ class Segmenter:
         return spec.modality if (self.uses_aux and spec is not None) else None
 
     @property
+    def needs_camera(self) -> bool:
+        """Whether the aux encoding needs the camera intrinsics (HHA: height above ground)."""
+        spec = self.preprocess.aux_spec
+        return self.uses_aux and spec is not None and spec.encoding == "hha"
+
+    @property
     def aux_encodings(self) -> tuple[str, ...]:
         """The sensor_msgs encodings the aux input may arrive in."""
         spec = self.preprocess.aux_spec
