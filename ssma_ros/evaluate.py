@@ -33,7 +33,6 @@ from ssma_ros.bundle import Bundle, load_bundle
 
 ALL = "all"
 #: Synthetic generator aux per bundle aux modality.
-GENERATOR_AUX = {"depth": "depth", "infrared": "thermal"}
 
 
 class EvalError(ValueError):
@@ -102,13 +101,14 @@ def synthetic_frames(
     from ssma_ros.data import synthetic
 
     modality = (bundle.preprocess.get("aux") or {}).get("modality")
-    if modality not in GENERATOR_AUX:
+    if modality not in synthetic.GENERATOR_AUX:
         raise EvalError(
-            f"{bundle.path}: the synthetic frames have aux {sorted(GENERATOR_AUX)}, "
+            f"{bundle.path}: the synthetic frames have aux {sorted(synthetic.GENERATOR_AUX)}, "
             f"the bundle takes {modality!r}"
         )
     train = bundle.meta.get("training", {}).get("train_config", {})
-    scene_seed = int(train.get("data", {}).get("scene_seed", 0))
+    data = train.get("data", {})
+    scene_seed = int(data.get("scene_seed", 0))
     for condition in conditions:
         frames = synthetic.SyntheticDataset(
             split,
@@ -116,9 +116,10 @@ def synthetic_frames(
             bundle.height,
             bundle.width,
             scene_seed,
-            GENERATOR_AUX[modality],
+            synthetic.GENERATOR_AUX[modality],
             conditions=(condition,),
             strength=strength,
+            benchmark=data.get("benchmark", "v1"),  # the generator version it trained on
         )
         for index in range(first, first + count):
             yield condition, frames[index]

@@ -41,7 +41,6 @@ class SSMABlock(nn.Module):
         self.up = conv(reduced, both, 3, bias=True)
         self.gate = nn.Sigmoid()
         self.project = projection
-        self.reset_gate()
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         x = torch.cat([a, b], dim=1)

@@ -126,11 +126,6 @@ class NodeParams:
         },
     )
 
-    def validate(self) -> None:
-        """ValueError naming the first parameter that is not allowed."""
-        for spec in fields(self):
-            check(spec.name, getattr(self, spec.name))
-
 
 _SPECS = {spec.name: spec for spec in fields(NodeParams)}
 

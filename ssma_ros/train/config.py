@@ -33,6 +33,10 @@ class ConfigError(ValueError):
     """A config that cannot be trained; the message names the key."""
 
 
+#: What a warm SSMA fusion stage starts as: one expert, or the one with the better val mIoU.
+WARM_CHOICES = ("rgb", "aux", "best")
+
+
 @dataclass(frozen=True)
 class ModelSection:
     arch: str = "ssma"  # adapnet | ssma | early | late
@@ -212,7 +216,7 @@ def check(cfg: TrainConfig) -> None:
             raise ConfigError("give either init.checkpoint or init.rgb + init.aux, not both")
     _check_backbone(cfg)
     if cfg.init.warm is not None:
-        _one_of("init.warm", cfg.init.warm, ("rgb", "aux", "best"))
+        _one_of("init.warm", cfg.init.warm, WARM_CHOICES)
         if cfg.model.arch != "ssma" or cfg.init.rgb is None:
             raise ConfigError(
                 "init.warm: only an ssma fusion stage that starts from experts (init.rgb, "

@@ -53,9 +53,6 @@ class FrameSource(Protocol):
 
 #: Geometry of a crop without augmentation: a random window at the frame's own scale.
 CROP_ONLY = AugmentConfig(scale=(1.0, 1.0), rotation_deg=0.0, skew=0.0, flip=False)
-#: The synthetic generator's aux channel for each aux modality of a config or bundle, the one
-#: place "infrared" means its "thermal" channel (the inverse of synthetic.AUX_KINDS).
-GENERATOR_AUX = {modality: kind for kind, (modality, _) in synthetic.AUX_KINDS.items()}
 
 
 class FixedFrames:
@@ -395,7 +392,7 @@ def _datasets(
 def _synthetic(cfg: TrainConfig) -> tuple[SegDataset, dict[str, SegDataset], DataInfo]:
     d = cfg.data
     modality = d.aux or "depth"
-    generator_aux = GENERATOR_AUX[modality]
+    generator_aux = synthetic.GENERATOR_AUX[modality]
     h, w = d.size
     scenes = synthetic.SyntheticScenes(h, w, seed=d.scene_seed, benchmark=d.benchmark)
     train: FrameSource = SyntheticMix(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ssma_ros.model.base import SegmentationModel
+from ssma_ros.train.config import WARM_CHOICES
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -88,7 +89,6 @@ def load_expert(model: nn.Module, modality: str, expert: nn.Module, warm: bool =
 
 
 #: init.warm choices: start as the rgb expert, the aux expert, or the one validated better.
-WARM_CHOICES = ("rgb", "aux", "best")
 
 
 def warm_modality(choice: str, metrics: Mapping[str, Mapping[str, float]]) -> str:

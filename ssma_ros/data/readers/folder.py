@@ -67,9 +67,8 @@ def read_camera_info(path: Path) -> tuple[CameraIntrinsics, tuple[int, int]]:
     """Intrinsics and (height, width) of a camera_info.yaml."""
     try:
         data = yaml.safe_load(path.read_text())
-        k = [float(v) for v in data["camera_matrix"]["data"]]
         size = (int(data["image_height"]), int(data["image_width"]))
-        return CameraIntrinsics(k[0], k[4], k[2], k[5]), size
+        return CameraIntrinsics.from_k(data["camera_matrix"]["data"]), size
     except (OSError, yaml.YAMLError, KeyError, TypeError, IndexError, ValueError) as err:
         raise FolderDatasetError(f"{path}: not a camera_info.yaml ({err})") from err
 
@@ -206,6 +205,5 @@ class FolderReader(DatasetReader):
         if camera is not None and self.camera_size != rgb.shape[:2]:
             (ch, cw), (h, w) = self.camera_size, rgb.shape[:2]
             camera = camera.scaled(w / cw, h / ch)
-        return sample(
-            rgb, aux, self.aux_kind, self.aux_encoding, self._label(label_path), camera, name
-        )
+        label = read_gray(label_path).astype(np.uint8)  # its ids were checked when listed
+        return sample(rgb, aux, self.aux_kind, self.aux_encoding, label, camera, name)

@@ -36,7 +36,7 @@ from ssma_ros.data.synthetic.conditions import (
     CONDITIONS_V2,
     degraded,
 )
-from ssma_ros.data.synthetic.dataset import AUX_KINDS, SPLITS, SyntheticDataset
+from ssma_ros.data.synthetic.dataset import AUX_KINDS, GENERATOR_AUX, SPLITS, SyntheticDataset
 from ssma_ros.data.synthetic.memory import tune_allocator
 from ssma_ros.data.synthetic.render import Sample, SyntheticScenes
 from ssma_ros.data.synthetic.scene import (
@@ -57,6 +57,7 @@ from ssma_ros.data.synthetic.sensors import THERMAL_RANGE, THERMAL_SCALE
 
 __all__ = [
     "AUX_KINDS",
+    "GENERATOR_AUX",
     "BENCHMARKS",
     "BOX",
     "CLASSES",

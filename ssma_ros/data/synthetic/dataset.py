@@ -10,6 +10,9 @@ from ssma_ros.data.synthetic.render import SyntheticScenes
 
 SPLITS: dict[str, int] = {"train": 0, "val": 1_000_000, "test": 2_000_000}
 AUX_KINDS = {"depth": ("depth", "32FC1"), "thermal": ("infrared", "mono16")}
+#: The generator's aux channel for each aux modality of a config or bundle, the one place
+#: "infrared" means its "thermal" channel (the inverse of AUX_KINDS).
+GENERATOR_AUX = {modality: kind for kind, (modality, _) in AUX_KINDS.items()}
 
 
 class SyntheticDataset:

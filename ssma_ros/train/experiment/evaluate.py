@@ -19,7 +19,7 @@ from ssma_ros.train.metrics import scores
 def test_frames(exp: Experiment, cfg: TrainConfig) -> dict[str, list[dict[str, Any]]]:
     """Render the held-out frames by condition once: the same scenes under every condition."""
     t, d = exp.test, cfg.data
-    aux = "thermal" if d.aux == "infrared" else "depth"
+    aux = synthetic.GENERATOR_AUX[d.aux]
     return {
         c: list(
             synthetic.SyntheticDataset(
