@@ -514,3 +514,26 @@ def test_a_model_pt_that_is_not_a_checkpoint_is_a_bundle_error(
         load_backend(bundle, "torch", "cpu")
     assert str(err.value).startswith(f"{bundle.checkpoint_path} is not a readable checkpoint (")
     assert str(err.value).endswith("re-copy the bundle or re-export it with ssma-export")
+
+
+def test_a_gpu_provider_that_fails_to_start_is_no_bundle_error(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CUDA provider failing at session creation is the GPU's problem: auto may go on."""
+    import onnxruntime
+
+    from ssma_ros.runtime import BackendUnavailable, onnxruntime_backend
+    from ssma_ros.runtime.onnxruntime_backend import CPU_EP, CUDA_EP, OnnxRuntimeBackend
+
+    real = onnxruntime_backend.create_session
+
+    def gpu_fails(path, providers=(CPU_EP,), threads=0):
+        if list(providers) != [CPU_EP]:
+            raise RuntimeError("CUDA failure 2: out of memory")
+        return real(path, providers, threads)
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: [CUDA_EP, CPU_EP])
+    monkeypatch.setattr(onnxruntime_backend, "create_session", gpu_fails)
+    bundle = load_bundle(tiny_bundle)
+    with pytest.raises(BackendUnavailable, match="failed to start .*out of memory"):
+        OnnxRuntimeBackend(bundle, "cuda:0", "fp32")

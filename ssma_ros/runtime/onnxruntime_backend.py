@@ -152,13 +152,8 @@ class OnnxRuntimeBackend:
         providers = providers_for(available, device, precision, self.cache_dir)
         try:
             self._session = create_session(bundle.onnx_path, providers, threads)
-        except (
-            Exception
-        ) as exc:  # ORT's Fail, InvalidGraph, InvalidProtobuf, ...: the model's fault
-            raise BundleError(
-                f"{bundle.onnx_path} is rejected by onnxruntime ({type(exc).__name__}: "
-                f"{str(exc).strip()}); {RECOPY}"
-            ) from exc
+        except Exception as exc:  # ORT's Fail, InvalidGraph, InvalidProtobuf, EP failures, ...
+            raise self._why_no_session(bundle, providers, threads, exc) from exc
         self._specs = bundle.inputs
         self._output = bundle.outputs[0].name
 
@@ -172,14 +167,33 @@ class OnnxRuntimeBackend:
                 f"onnxruntime fell back from {asked} to {serving} (its libraries failed to load; "
                 "see the onnxruntime log above)"
             )
-        if parse_device(device)[0] == "cuda" and serving == CPU_EP:
+        if kind == "cuda" and serving == CPU_EP:
             log.warning(
                 f"onnxruntime runs on the CPU although {device} was asked for "
-                f"(available providers: {ort.get_available_providers()})"
+                f"(available providers: {available})"
             )
-        self.device = "cpu" if serving == CPU_EP else f"cuda:{parse_device(device)[1]}"
+        self.device = "cpu" if serving == CPU_EP else f"cuda:{index}"
         # Only the TensorRT EP lowers precision; CUDA and CPU EPs run the fp32 graph as is.
         self.precision = "fp16" if serving == TRT_EP and precision == "fp16" else "fp32"
+
+    @staticmethod
+    def _why_no_session(bundle: Bundle, providers, threads: int, exc: Exception) -> Exception:
+        """Tell a model ONNX Runtime rejects from a GPU provider that failed to start.
+
+        A GPU provider can fail at session creation (an engine build out of memory, broken
+        CUDA libraries): the model is then fine, and `auto` may try the next backend. Only a
+        model the CPU provider rejects too is the bundle's fault.
+        """
+        detail = f"{type(exc).__name__}: {str(exc).strip()}"
+        if list(providers) != [CPU_EP]:
+            try:
+                create_session(bundle.onnx_path, [CPU_EP], threads)
+            except Exception:
+                pass  # the CPU rejects it too: the model's fault, below
+            else:
+                names = [p if isinstance(p, str) else p[0] for p in providers]
+                return BackendUnavailable(f"onnxruntime with {names} failed to start ({detail})")
+        return BundleError(f"{bundle.onnx_path} is rejected by onnxruntime ({detail}); {RECOPY}")
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> np.ndarray:
         """Logits (1, C, H, W) float32; see Backend.infer."""
