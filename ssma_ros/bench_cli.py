@@ -47,7 +47,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--write", type=Path, default=None, help="also write the tables to this markdown file"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.write and args.what == "data":
+        parser.error("--write takes model, node or all (ssma-bench data only prints its tables)")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -63,8 +63,8 @@ def start_node(config: DemoConfig, out: Path) -> subprocess.Popen:
     ]
     if config.bundle:
         cmd += ["-p", f"bundle:={Path(config.bundle).resolve()}"]
-    log = open(out / "node.log", "w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
+    with open(out / "node.log", "w") as log:  # the node keeps its own copy of the descriptor
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
 
 
 def start_camera(config: DemoConfig, frames_file: Path) -> subprocess.Popen:

@@ -27,11 +27,11 @@ import onnx
 import torch
 from torch import nn
 
+from ssma_ros.bundle import OUTPUT_NAME
 from ssma_ros.model.base import OUT
 from ssma_ros.model.info import example_inputs
 
 SUPPORTED_OPSETS = (18, 19, 20)
-OUTPUT_NAME = "logits"
 
 
 def export_onnx(
@@ -108,9 +108,9 @@ def onnx_matches_torch(
     Raises AssertionError when the difference exceeds `atol` (pass None to only measure). Inputs
     are cast to the file's input dtypes.
     """
-    import onnxruntime as ort  # the runtime, not needed for export itself
+    from ssma_ros.runtime.onnxruntime_backend import create_session  # not needed for export
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = create_session(onnx_path)
     if isinstance(inputs, Mapping):  # by the file's input names, in the file's (= forward) order
         tensors = [inputs[meta.name] for meta in session.get_inputs()]
     else:
