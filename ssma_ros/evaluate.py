@@ -3,8 +3,8 @@
 Per frame, exactly the node's path: `load_bundle` -> `load_backend` -> `Segmenter.inputs`
 (the shared `Preprocess`) -> `Segmenter.infer` -> `serve.outputs.postprocess` -> the mask at
 the input resolution, which is scored against the label at that resolution (void ignored;
-`train.metrics`, as in training). `--aux-blank` feeds the blank aux image, as the node does
-when the aux stream stalls (the RGB-only fallback).
+`ssma_ros.metrics`, the rules training scores by). `--aux-blank` feeds the blank aux image, as
+the node does when the aux stream stalls (the RGB-only fallback).
 
 DATASET is a dataset folder (`data.readers.folder`: rgb/, aux/, labels/, classes.yaml), or
 `synthetic` for the generator's frames at the bundle's size (`--split`, `--first`, `--count`,
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ssma_ros.bundle import Bundle, load_bundle
+from ssma_ros.bundle import Bundle
 
 ALL = "all"
 #: Synthetic generator aux per bundle aux modality.
@@ -161,7 +161,7 @@ def folder_frames(
 
 
 def evaluate(
-    bundle_path: str | Path,
+    bundle: Bundle,
     frames: Iterator[tuple[str, dict[str, Any]]],
     *,
     dataset: str,
@@ -178,21 +178,19 @@ def evaluate(
 
     Returns the result and up to `examples` rows for the example grid.
     """
-    import torch
     from tqdm import tqdm
 
+    from ssma_ros.metrics import confusion_counts, scores
     from ssma_ros.runtime.loader import load_backend
     from ssma_ros.serve.outputs import postprocess
     from ssma_ros.serve.segmenter import Segmenter
-    from ssma_ros.train.metrics import ConfusionMeter
 
-    bundle = load_bundle(bundle_path)
     void = bundle.void_indices[0] if bundle.void_indices else None
     engine, reason = load_backend(
         bundle, backend, device=device, precision=precision, threads=threads
     )
     segmenter = Segmenter(bundle, engine)
-    meters: dict[str, ConfusionMeter] = {}
+    matrices: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     times: list[float] = []
     rows: list[dict[str, np.ndarray]] = []
@@ -211,21 +209,19 @@ def evaluate(
                 )
             seg = postprocess(segmenter.infer(inputs), rgb.shape[:2])
             times.append(time.perf_counter() - tick)
-            pred = torch.from_numpy(seg.mask.astype(np.int64))[None]
-            target = torch.from_numpy(label.astype(np.int64))[None]
+            confusion = confusion_counts(seg.mask, label, bundle.num_classes, void)
             for name in dict.fromkeys((group, ALL)):
-                meter = meters.setdefault(name, ConfusionMeter(bundle.num_classes, void))
-                meter.update(pred, target)
+                matrices[name] = matrices.get(name, 0) + confusion
                 counts[name] = counts.get(name, 0) + 1
             if len(rows) < examples:
-                rows.append(_example(segmenter, inputs, frame, seg, aux_blank))
+                rows.append(_example(segmenter, frame, seg, aux_blank))
     finally:
         segmenter.close()
     if not times:
         raise EvalError(f"{dataset}: no frames to score")
     groups = {}
-    for name in [n for n in meters if n != ALL] + [ALL]:  # groups as met, pooled last
-        m = meters[name].compute()
+    for name in [n for n in matrices if n != ALL] + [ALL]:  # groups as met, pooled last
+        m = scores(matrices[name], void)
         groups[name] = GroupScores(counts[name], m.miou, m.pixel_accuracy, m.iou, m.confusion)
     ms = [1000 * t for t in times]
     latency = {
@@ -234,12 +230,12 @@ def evaluate(
         "mean": statistics.fmean(ms),
     }
     result = EvalResult(
-        str(bundle_path), dataset, aux_blank, reason, tuple(bundle.classes), groups, latency
+        str(bundle.path), dataset, aux_blank, reason, tuple(bundle.classes), groups, latency
     )
     return result, rows
 
 
-def _example(segmenter, inputs, frame, seg, aux_blank) -> dict[str, np.ndarray]:
+def _example(segmenter, frame, seg, aux_blank) -> dict[str, np.ndarray]:
     """Make a row of the example grid: the network's view, truth and prediction."""
     p = segmenter.preprocess
     rgb = p.encode_rgb(frame["rgb"])

@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             name = str(root)
         result, rows = evaluate(
-            args.bundle,
+            bundle,
             frames,
             dataset=name,
             aux_blank=args.aux_blank,

@@ -78,8 +78,9 @@ def test_shipped_checkpoint_loads_and_gives_the_logits_of_the_shipped_onnx() -> 
 
 def card_check_miou(aux_blank: bool) -> float:
     """MIoU % of the card's check frames through ssma-eval's path (the node's)."""
-    frames = synthetic_frames(load_bundle(BUNDLE), "test", FIRST, COUNT, ["clear"], 1.0)
-    result, _ = evaluate(BUNDLE, frames, dataset="card check", aux_blank=aux_blank, examples=0)
+    bundle = load_bundle(BUNDLE)
+    frames = synthetic_frames(bundle, "test", FIRST, COUNT, ["clear"], 1.0)
+    result, _ = evaluate(bundle, frames, dataset="card check", aux_blank=aux_blank, examples=0)
     return 100 * result.groups["clear"].miou
 
 
