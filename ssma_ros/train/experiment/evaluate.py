@@ -97,7 +97,8 @@ def evaluate(
     # The aux sensor of the experiment: that of its first run that sees aux (RGB frames do
     # not depend on it, so the RGB-only runs score on the same frames).
     with_aux = [r.name for r in exp.runs if list(configs[r.name].model.modalities) != ["rgb"]]
-    first = configs[(with_aux or [exp.runs[0].name])[0]]
+    first_name = (with_aux or [exp.runs[0].name])[0]
+    first = configs[first_name]
     frames = test_frames(exp, first)
     # A run sees the frames of its own aux sensor: an RGB-only run's preprocess carries the aux
     # encoding of its own training data (its RGB frames are the same for either sensor).
@@ -110,6 +111,8 @@ def evaluate(
         path = Path(cfg.output_dir) / t.checkpoint
         model, meta = load_checkpoint(path)
         preprocess = Preprocess.from_dict(meta["preprocess"])
+        if spec.name == first_name:  # the example inputs are `frames`: encoded as it saw them
+            example_preprocess = preprocess
         classes = list(meta["classes"])
         variants = [(spec.name, spec.label, None)]
         if t.no_aux and model.arch != "adapnet":
@@ -159,14 +162,11 @@ def evaluate(
                 + f", mean {row['mean_miou'] * 100:.1f}",
                 flush=True,
             )
-    for (
-        condition,
-        items,
-    ) in frames.items():  # the example scene's inputs, encoded as the models saw them
+    for condition, items in frames.items():  # the example scene's inputs, as the models saw them
         e = items[t.example]
         arrays[f"input/{condition}/rgb"] = e["rgb"]
         arrays[f"input/{condition}/label"] = e["label"]
-        arrays[f"input/{condition}/aux"] = preprocess.encode_aux(
+        arrays[f"input/{condition}/aux"] = example_preprocess.encode_aux(
             e["aux"], e["aux_encoding"], e.get("camera"), rgb=e["rgb"]
         )
     results = {
