@@ -37,7 +37,8 @@ def run(
     for i, name in enumerate(names):  # fail now, not after an hour of training
         init = configs[name].init
         earlier = {Path(configs[n].output_dir) for n in names[:i]}
-        for path in (init.rgb, init.aux, init.checkpoint):
+        backbone = init.backbone if isinstance(init.backbone, dict) else {"": init.backbone}
+        for path in (init.rgb, init.aux, init.checkpoint, *backbone.values()):
             if path is not None and Path(path).parent not in earlier and not Path(path).exists():
                 raise FileNotFoundError(
                     f"run {name!r} starts from {path}, which does not exist; "
