@@ -35,7 +35,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
@@ -68,7 +67,7 @@ from ssma_ros.serve.health import (
 )
 from ssma_ros.serve.latest import LatestSlot
 from ssma_ros.serve.segmenter import Segmenter, default_bundle_path
-from ssma_ros.serve.sync import slop_to_ns, stamp_ns
+from ssma_ros.serve.sync import stamp_ns
 
 NAME = "ssma_segmentation"
 LATCHED = QoSProfile(
@@ -138,6 +137,7 @@ class SegmentNode(LifecycleNode):
         self.slot: LatestSlot | None = None  # synchronised input -> inference worker
         self.inferred: LatestSlot | None = None  # inference worker -> output worker
         self.workers: list[threading.Thread] = []
+        self._left_behind: list[threading.Thread] = []  # workers stuck past deactivation
         self._timer = None
         self.decoder: FrameDecoder | None = None
         self.rules: HealthRules | None = None  # made on activation, with the resolved topics
@@ -289,7 +289,11 @@ class SegmentNode(LifecycleNode):
             self.destroy_lifecycle_publisher(self.diagnostics_pub)
         self.pubs, self._latched, self.diagnostics_pub = {}, {}, None
         if self.segmenter is not None:
-            self.segmenter.close()
+            if any(worker.is_alive() for worker in self._left_behind):
+                # Closing a backend a worker is still inside can crash the process (CUDA).
+                self.get_logger().error("a worker is still in the model: backend left open")
+            else:
+                self.segmenter.close()
             self.segmenter = None
         self.converter = self.decoder = None
 
@@ -360,6 +364,7 @@ class SegmentNode(LifecycleNode):
             worker.join(timeout=10.0)
             if worker.is_alive():
                 self._warning(f"{worker.name} did not finish within 10 s; left behind")
+                self._left_behind.append(worker)
         self.workers = []
 
     # -- run-time parameters ------------------------------------------------------------------
@@ -375,10 +380,7 @@ class SegmentNode(LifecycleNode):
         self.throttle.period = params.warn_throttle
         self.aux_monitor.timeout = params.aux_timeout
         if self.sync is not None:
-            if self.sync.backend == "builtin":
-                self.sync.synchronizer.slop_ns = slop_to_ns(params.slop)
-            else:
-                self.sync.synchronizer.slop = Duration(seconds=params.slop)
+            self.sync.set_slop(params.slop)
         return SetParametersResult(successful=True)
 
     # -- inputs (executor threads: keep short) ------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ssma_ros.serve.sync import ApproximateTimeSync, SyncStats
+from ssma_ros.serve.sync import ApproximateTimeSync, SyncStats, slop_to_ns
 
 #: What create_sync can be asked for (the node's `sync` parameter).
 SYNC_BACKENDS = ("auto", "message_filters", "builtin")
@@ -29,6 +29,15 @@ class SyncHandle:
 
     def stats(self) -> SyncStats:
         return self._stats()
+
+    def set_slop(self, seconds: float) -> None:
+        """Change the pairing tolerance at run time, in whichever synchroniser pairs."""
+        if self.backend == "builtin":
+            self.synchronizer.slop_ns = slop_to_ns(seconds)
+        else:  # message_filters keeps it as an rclpy Duration
+            from rclpy.duration import Duration
+
+            self.synchronizer.slop = Duration(seconds=seconds)
 
 
 class _MessageFiltersCounters:

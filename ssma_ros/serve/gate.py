@@ -83,8 +83,7 @@ class StampGate:
                 # second such pair is a camera fault (out of order).
                 self._last_alone = False
                 return Admission(Verdict.LATE_AUX, stamp)
-            if last - stamp > self.jump_back_ns:
-                self._last = None
+            if last - stamp > self.jump_back_ns:  # served() makes it the new floor
                 return Admission(
                     Verdict.SERVE,
                     stamp,
