@@ -584,22 +584,6 @@ def test_default_bundle_is_served_when_no_bundle_is_given(ros_context, monkeypat
         node.destroy_node()
 
 
-def test_entry_point_fails_clearly_for_a_missing_bundle(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "ssma_ros.node.segment_node",
-        "--ros-args",
-        "-p",
-        f"bundle:={tmp_path / 'nope'}",
-    ]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=os.environ)
-    assert result.returncode == 1
-    output = result.stdout + result.stderr
-    assert "cannot start" in output and "nope" in output
-    assert "Traceback" not in output
-
-
 def test_entry_point_runs_opencv_sequentially(tmp_path):
     """OpenCV's pool would spin beside the backend: the executable turns it off at once."""
     code = (
