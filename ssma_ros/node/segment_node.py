@@ -320,6 +320,10 @@ class SegmentNode(LifecycleNode):
         ]
         for worker in self.workers:
             worker.start()
+        # Before the subscriptions: their callbacks report to the rules.
+        paired = ("rgb", "aux") if self.segmenter.uses_aux else ("rgb",)
+        self._topics = {name: self.resolve_topic_name(name) for name in (*paired, "camera_info")}
+        self.rules = HealthRules(tuple(self._topics[n] for n in paired), self.clock())
         in_qos = qos_profile(self.params.input_qos)
         self._inputs = [
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
@@ -344,10 +348,6 @@ class SegmentNode(LifecycleNode):
             self._inputs.append(
                 self.create_subscription(Image, "rgb", lambda msg: self._on_input(0, msg), in_qos)
             )
-        names = ("rgb", "aux", "camera_info") if self.sync else ("rgb", "camera_info")
-        self._topics = {name: self.resolve_topic_name(name) for name in names}
-        paired = ("rgb", "aux") if self.sync else ("rgb",)
-        self.rules = HealthRules(tuple(self._topics[n] for n in paired), self.clock())
         self._timer = self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
 
     def _stop_serving(self) -> None:
