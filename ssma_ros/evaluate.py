@@ -96,8 +96,12 @@ def synthetic_frames(
     count: int,
     conditions: Sequence[str],
     strength: float,
+    benchmark: str | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(group, frame) of the generator at the bundle's size, with the scene seed it trained on."""
+    """(group, frame) of the generator at the bundle's size, with the scene seed it trained on.
+
+    `benchmark`: the generator version; None = the one the bundle trained on.
+    """
     from ssma_ros.data import synthetic
 
     modality = (bundle.preprocess.get("aux") or {}).get("modality")
@@ -119,10 +123,16 @@ def synthetic_frames(
             synthetic.GENERATOR_AUX[modality],
             conditions=(condition,),
             strength=strength,
-            benchmark=data.get("benchmark", "v1"),  # the generator version it trained on
+            benchmark=benchmark or trained_benchmark(bundle),
         )
         for index in range(first, first + count):
             yield condition, frames[index]
+
+
+def trained_benchmark(bundle: Bundle) -> str:
+    """Synthetic benchmark version the bundle was trained on (v1 before there was a choice)."""
+    train = bundle.meta.get("training", {}).get("train_config", {})
+    return train.get("data", {}).get("benchmark", "v1")
 
 
 def folder_frames(

@@ -16,6 +16,7 @@ from ssma_ros.evaluate import (
     folder_frames,
     report,
     synthetic_frames,
+    trained_benchmark,
     write_outputs,
 )
 
@@ -51,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conditions", nargs="+", default=["clear"], help="synthetic: conditions")
     parser.add_argument("--strength", type=float, default=1.0, help="synthetic: adverse strength")
     parser.add_argument(
+        "--benchmark",
+        choices=("v1", "v2"),
+        help="synthetic: generator version (default: the one the bundle trained on)",
+    )
+    parser.add_argument(
         "--backend", default="onnxruntime", help="auto, tensorrt, onnxruntime, torch"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda:N")
@@ -72,14 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dataset == "synthetic":
             from ssma_ros.data import synthetic
 
-            unknown = sorted(set(args.conditions) - set(synthetic.CONDITIONS))
+            benchmark = args.benchmark or trained_benchmark(bundle)
+            known = synthetic.BENCHMARKS[benchmark]
+            unknown = sorted(set(args.conditions) - set(known))
             if unknown:
-                raise EvalError(
-                    f"--conditions {unknown}: the generator has {list(synthetic.CONDITIONS)}"
-                )
+                raise EvalError(f"--conditions {unknown}: benchmark {benchmark} has {list(known)}")
             split = args.split or "test"
             frames = synthetic_frames(
-                bundle, split, args.first, args.count, args.conditions, args.strength
+                bundle, split, args.first, args.count, args.conditions, args.strength, benchmark
             )
             total = args.count * len(args.conditions)
             last = args.first + args.count - 1

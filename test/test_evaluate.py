@@ -126,3 +126,14 @@ def test_bad_input_one_line(tmp_path, capsys):
     )
     assert main([str(tmp_path / "nobundle"), "synthetic"]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_benchmark_v2_conditions_on_a_v1_bundle(tmp_path, capsys):
+    # the default model trained on v1; v2's sensor failures are scored only when asked for
+    argv = [str(BUNDLE), "synthetic", "--count", "2", "--no-progress", "--conditions", "range"]
+    assert main(argv) == 1
+    assert "--conditions ['range']: benchmark v1 has" in capsys.readouterr().err
+    out = tmp_path / "eval"
+    assert main(argv + ["--benchmark", "v2", "--out", str(out)]) == 0
+    groups = json.loads((out / "metrics.json").read_text())["groups"]
+    assert groups["range"]["frames"] == 2 and 0 < groups["range"]["miou"] < 1

@@ -111,6 +111,10 @@ def test_v2_recipes_share_one_budget_rule_and_the_rgb_expert():
     assert d["ssma_warm"].init.warm == "best" and d["ssma_cold"].init.warm is None
     assert d["ssma_warm_s3"].stage == "finetune"
     assert t["thermal"].data.aux == "infrared"
+    # the seed checks repeat the deciding runs of each pair unchanged
+    for check, full in (("seed_check.yaml", d), ("seed_check_t.yaml", t)):
+        runs = experiment.run_configs(experiment.load_experiment(V2 / check))
+        assert {"rgb", "late", "late_t"} & set(runs) and all(runs[k] == full[k] for k in runs)
 
 
 def test_check_fair_lets_an_rgb_only_run_ignore_the_aux_sensor():
@@ -162,6 +166,21 @@ def test_cli_reruns_on_another_draw(tmp_path):
         experiment.run_configs(
             experiment.load_experiment(EXPERIMENT), ["data.train_conditions={sunlight: 1}"]
         )
+
+
+def test_budget_scale_keeps_every_runs_share_and_the_chain_rule():
+    exp = experiment.load_experiment(V2 / "seed_check.yaml")
+    base = experiment.run_configs(exp)
+    args = experiment_cli.parse_args(["run", str(exp.path), "--budget-scale", "1.5"])
+    scaled = experiment.run_configs(exp, budget_scale=args.budget_scale)
+    for name, cfg in base.items():
+        assert scaled[name].optim.iterations == round(1.5 * cfg.optim.iterations)
+    chains = experiment.budgets(scaled)
+    # experts 600; late fusion 600 + 300 and warm + stage 3 600 + 150 + 150: equal chains
+    assert chains["rgb"]["chain_iterations"] == 600
+    assert chains["late"]["chain_iterations"] == chains["ssma_warm_s3"]["chain_iterations"] == 900
+    with pytest.raises(ConfigError, match="budget scale"):
+        experiment.run_configs(exp, budget_scale=0)
 
 
 def test_output_dir_moves_every_path_of_the_experiment(tmp_path):

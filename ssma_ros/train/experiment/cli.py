@@ -48,6 +48,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     rerun.add_argument(
         "--strength", type=float, nargs=2, metavar=("LOW", "HIGH"), help="training strengths"
     )
+    rerun.add_argument(
+        "--budget-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="every run's iterations times F (e.g. 1.5: experts 600, fused stage 300)",
+    )
     rerun.add_argument("--test-samples", type=int, help="test scenes per condition")
     rerun.add_argument("--test-strength", type=float, help="strength of every test condition")
     rerun.add_argument("--test-conditions", nargs="+", metavar="NAME", help="test conditions")
@@ -135,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_overrides, test_overrides = overrides(args)
     try:
         exp = load_experiment(args.experiment, test_overrides)
-        configs = run_configs(exp, run_overrides, args.output_dir)
+        configs = run_configs(exp, run_overrides, args.output_dir, args.budget_scale)
     except (ConfigError, OSError, KeyError) as err:
         print(f"experiment: {err}", file=sys.stderr)
         return 2

@@ -135,16 +135,25 @@ def _get(data: Mapping[str, Any], dotted: str) -> Any:
 
 
 def run_configs(
-    exp: Experiment, overrides: Sequence[str] = (), output_dir: str | Path | None = None
+    exp: Experiment,
+    overrides: Sequence[str] = (),
+    output_dir: str | Path | None = None,
+    budget_scale: float = 1.0,
 ) -> dict[str, TrainConfig]:
     """Build every run's TrainConfig.
 
     Each is its recipe, with paths under the experiment's output folder moved to `output_dir`
-    (if given), then `overrides` (applied to every run).
+    (if given), its iterations times `budget_scale` (so every run keeps its share of the budget),
+    then `overrides` (applied to every run).
     """
+    if budget_scale <= 0:
+        raise ConfigError(f"budget scale must be > 0, got {budget_scale}")
     configs = {}
     for spec in exp.runs:
         raw = yaml.safe_load(spec.recipe.read_text()) or {}
+        iterations = _get(raw, "optim.iterations")
+        if budget_scale != 1.0 and isinstance(iterations, int):
+            apply_override(raw, f"optim.iterations={max(1, round(iterations * budget_scale))}")
         if output_dir is not None:
             for key in PATH_KEYS:
                 value = _get(raw, key)
