@@ -213,6 +213,37 @@ def test_bootstrap_margins_are_zero_for_equal_models_and_positive_for_a_better_o
     assert m["worse"]["mean"]["margin"] == pytest.approx(expected)
 
 
+def test_pooled_margins_average_the_training_runs_and_widen_with_their_spread():
+    rng = np.random.default_rng(1)
+    n, c = 10, 3
+    truth = rng.integers(50, 100, size=(n, c))
+    perfect = np.stack([np.diag(t) for t in truth])
+
+    def confused(pixels: int) -> np.ndarray:
+        out = perfect.copy()
+        out[:, 1, 1] -= pixels
+        out[:, 1, 2] += pixels
+        return out
+
+    # run A: the reference is better by a little; run B: by a lot
+    run_a = {"ref/clear": confused(5), "other/clear": confused(10)}
+    run_b = {"ref/clear": perfect, "other/clear": confused(40)}
+    one = experiment.bootstrap_margins(run_a, "ref", ["other"], ["clear"], 300)
+    same = experiment.bootstrap_margins([run_a, run_a], "ref", ["other"], ["clear"], 300)
+    assert same["other"]["clear"] == pytest.approx(one["other"]["clear"])
+    both = experiment.bootstrap_margins([run_a, run_b], "ref", ["other"], ["clear"], 300)
+    a, b = (
+        experiment.bootstrap_margins(r, "ref", ["other"], ["clear"], 300)["other"]["clear"]
+        for r in (run_a, run_b)
+    )
+    pooled = both["other"]["clear"]
+    assert pooled["margin"] == pytest.approx((a["margin"] + b["margin"]) / 2)
+    # the spread between the runs widens the interval beyond either run's own
+    width = {k: r["high"] - r["low"] for k, r in (("a", a), ("b", b), ("pooled", pooled))}
+    assert width["pooled"] > 2 * max(width["a"], width["b"])
+    assert a["low"] < pooled["low"] < pooled["margin"] < pooled["high"] < b["high"]
+
+
 def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
     spec = yaml.safe_load(EXPERIMENT.read_text())
     for run in spec["runs"]:
@@ -282,6 +313,17 @@ def test_run_evaluate_report_on_a_two_iteration_budget(tmp_path):
     run_command = [c for c in summary["commands"] if " run " in c]
     assert len(run_command) == 1 and run_command[0].startswith("OMP_NUM_THREADS=2")
     assert "--json" not in run_command[0] and "--output-dir" in run_command[0]
+    # pooling the same training run twice gives its own figures back
+    pooled_file = tmp_path / "pooled.json"
+    argv = ["pool", str(path), "--pool", str(out), str(out), "--json", str(pooled_file)]
+    assert experiment_cli.main(argv) == 0
+    pooled = json.loads(pooled_file.read_text())
+    assert pooled["models"] == summary["models"]
+    for key, per in summary["margins"].items():
+        assert {c: v[0] for c, v in pooled["margins"][key].items()} == {
+            c: v[0] for c, v in per.items()
+        }
+    assert pooled["commands"][0].endswith(f"pool {path} --pool {out} {out} --json {pooled_file}")
 
 
 def test_an_rgb_expert_of_a_depth_pair_scores_in_a_thermal_pair(tmp_path):

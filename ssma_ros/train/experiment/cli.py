@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from ssma_ros.data import synthetic
 from ssma_ros.train.config import ConfigError
 from ssma_ros.train.experiment.evaluate import evaluate
-from ssma_ros.train.experiment.report import report
+from ssma_ros.train.experiment.report import pool, report
 from ssma_ros.train.experiment.run import run
 from ssma_ros.train.experiment.spec import load_experiment, run_configs
 
@@ -28,7 +28,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="ssma-experiment", description=(__doc__ or "").split("\n\n")[0]
     )
-    parser.add_argument("command", choices=("run", "evaluate", "report", "all"))
+    parser.add_argument("command", choices=("run", "evaluate", "report", "all", "pool"))
     parser.add_argument("experiment", help="experiment file, e.g. config/experiment/v2/rgbd.yaml")
     parser.add_argument("--only", nargs="+", metavar="RUN", help="run: train only these runs")
     parser.add_argument(
@@ -68,6 +68,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--output-dir", help="move every path under the experiment's output folder here"
+    )
+    parser.add_argument(
+        "--pool",
+        nargs="+",
+        metavar="DIR",
+        help="pool: output folders of the same experiment trained with other seeds",
     )
     parser.add_argument(
         "--figures", help="report: write the PNG figures to this folder (e.g. docs/figures)"
@@ -146,6 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, OSError, KeyError) as err:
         print(f"experiment: {err}", file=sys.stderr)
         return 2
+    if args.command == "pool":
+        if not args.pool:
+            print("experiment: pool needs --pool DIR [DIR ...]", file=sys.stderr)
+            return 2
+        line = "python -m ssma_ros.train.experiment " + " ".join(argv)
+        print(pool(exp, args.pool, args.json, [line]))
+        return 0
     import torch
 
     torch.set_num_threads(args.threads)

@@ -15,7 +15,7 @@ from ssma_ros.train.metrics import scores
 
 
 def bootstrap_margins(
-    confusions: Mapping[str, np.ndarray],
+    confusions: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
     reference: str,
     others: Sequence[str],
     conditions: Sequence[str],
@@ -25,16 +25,24 @@ def bootstrap_margins(
     """Paired bootstrap over test scenes of mIoU(reference) - mIoU(other).
 
     Per condition and for the mean over conditions. The same resampled scenes serve every model
-    and condition (the test scenes are shared), so scene difficulty cancels. Returns, per other
-    model and per condition + "mean": the observed margin and the 2.5 / 97.5 percentiles.
+    and condition (the test scenes are shared), so scene difficulty cancels. Given the
+    confusions of several training seeds (a sequence), the margin is the mean over seeds and the
+    bootstrap has two levels: seeds resampled, then scenes, so the interval also covers the
+    spread between training runs. Returns, per other model and per condition + "mean": the
+    observed margin and the 2.5 / 97.5 percentiles.
     """
-    n = len(confusions[f"{reference}/{conditions[0]}"])
+    per_seed = [confusions] if isinstance(confusions, Mapping) else list(confusions)
+    n = len(per_seed[0][f"{reference}/{conditions[0]}"])
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(resamples, n))
     counts = np.stack([np.bincount(d, minlength=n) for d in draws])  # (R, n) weight of each scene
+    # (R, S) seeds drawn per resample; one seed: always itself (the plain scene bootstrap)
+    seeds = rng.integers(0, len(per_seed), size=(resamples, len(per_seed)))
+    if len(per_seed) == 1:
+        seeds[:] = 0
 
-    def miou(key: str, weights: np.ndarray) -> np.ndarray:
-        summed = np.einsum("rn,nij->rij", weights, confusions[key])
+    def miou(arrays: Mapping[str, np.ndarray], key: str, weights: np.ndarray) -> np.ndarray:
+        summed = np.einsum("rn,nij->rij", weights, arrays[key])
         return np.array([scores(m).miou for m in summed])
 
     ones = np.ones((1, n), dtype=np.int64)
@@ -43,10 +51,12 @@ def bootstrap_margins(
         per: dict[str, Any] = {}
         boot_means, obs_means = [], []
         for c in conditions:
-            obs = float(miou(f"{reference}/{c}", ones)[0] - miou(f"{other}/{c}", ones)[0])
-            boot = miou(f"{reference}/{c}", counts) - miou(f"{other}/{c}", counts)
+            ref, oth = f"{reference}/{c}", f"{other}/{c}"
+            obs = np.mean([miou(a, ref, ones)[0] - miou(a, oth, ones)[0] for a in per_seed])
+            by_seed = np.stack([miou(a, ref, counts) - miou(a, oth, counts) for a in per_seed])
+            boot = np.take_along_axis(by_seed.T, seeds, axis=1).mean(axis=1)  # (R,)
             per[c] = {
-                "margin": obs,
+                "margin": float(obs),
                 "low": float(np.percentile(boot, 2.5)),
                 "high": float(np.percentile(boot, 97.5)),
             }
@@ -214,4 +224,69 @@ def report(
         plot_figures(results, arrays, Path(figures), prefix)
     if results_file is not None:
         write_results(Path(results_file), exp, results, margins, timings, commands)
+    return text
+
+
+#: Resamples of the two-level (seeds, scenes) bootstrap of `pool`.
+POOL_RESAMPLES = 2000
+
+
+def pool(
+    exp: Experiment,
+    output_dirs: Sequence[str | Path],
+    results_file: str | Path | None = None,
+    commands: Sequence[str] = (),
+) -> str:
+    """Tables of one experiment evaluated with several training seeds (one folder each).
+
+    mIoU is the mean over the seeds; margins come from the two-level bootstrap of
+    `bootstrap_margins`. With `results_file`, these pooled numbers are merged into it.
+    """
+    per_seed, arrays = [], []
+    for out in output_dirs:
+        folder = exp.results_dir(out)
+        per_seed.append(json.loads((folder / RESULTS).read_text()))
+        with np.load(folder / CONFUSIONS) as data:
+            arrays.append({k: data[k] for k in data.files})
+    first = per_seed[0]
+    conditions = first["test"]["conditions"]
+    rows: dict[str, Any] = {}
+    for key, row in first["rows"].items():
+        seeds = [r["rows"][key] for r in per_seed]
+        rows[key] = {
+            **row,
+            "conditions": {
+                c: {"miou": float(np.mean([s["conditions"][c]["miou"] for s in seeds]))}
+                for c in conditions
+            },
+            "mean_miou": float(np.mean([s["mean_miou"] for s in seeds])),
+            "seed_means": [s["mean_miou"] for s in seeds],
+        }
+    results = {
+        **first,
+        "rows": rows,
+        "test": {**first["test"], "runs": list(map(str, output_dirs))},
+    }
+    labels = {k: r["label"] for k, r in rows.items()}
+    ref = exp.reference
+    others = [k for k, r in rows.items() if k != ref and r["blank"] is None]
+    margins = bootstrap_margins(arrays, ref, others, conditions, POOL_RESAMPLES, exp.test.seed)
+    seed_means = "\n".join(
+        f"- {r['label']}: " + " / ".join(f"{m * 100:.1f}" for m in r["seed_means"])
+        for r in rows.values()
+    )
+    text = "\n\n".join(
+        [
+            f"mIoU (%), mean over {len(output_dirs)} training runs "
+            f"({', '.join(map(str, output_dirs))}), {first['test']['samples']} test scenes per "
+            "condition",
+            table(results),
+            "Mean mIoU of each training run:\n\n" + seed_means,
+            f"Margins of {labels[ref]} in mIoU points, mean over the training runs, with 95% "
+            f"intervals of a two-level bootstrap (runs, then scenes; {POOL_RESAMPLES} resamples)",
+            margins_table(margins, labels, conditions, labels[ref]),
+        ]
+    )
+    if results_file is not None:
+        write_results(Path(results_file), exp, results, margins, {}, commands)
     return text
