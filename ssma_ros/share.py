@@ -33,3 +33,11 @@ def share_file(relative: str) -> Path:
         if place.is_file():
             return place
     raise FileNotFoundError(f"{relative} not found (looked in {', '.join(map(str, places))})")
+
+
+def shipped_bundle(name: str) -> Path:
+    """The folder of the shipped bundle models/<name> ("default": RGB-D, "rgbt": RGB + thermal).
+
+    FileNotFoundError naming every place looked in when it is not installed.
+    """
+    return share_file(f"models/{name}/bundle.json").parent

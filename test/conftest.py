@@ -67,3 +67,29 @@ def tiny_bundle(tmp_path_factory):
     )
     bundle, _ = export_bundle(checkpoint, folder / "tiny_bundle", name="tiny")
     return bundle
+
+
+@pytest.fixture(scope="session")
+def thermal_bundle(tmp_path_factory):
+    """Export a lite SSMA RGB + infrared bundle (untrained) at 64x80, for mono16 thermal."""
+    import torch
+
+    from ssma_ros.data.preprocess import AuxSpec, Preprocess
+    from ssma_ros.data.synthetic import CLASSES, PALETTE
+    from ssma_ros.export.bundle_cli import export_bundle
+    from ssma_ros.model import build_model
+    from ssma_ros.model.checkpoint import save_checkpoint
+
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("thermal")
+    preprocess = Preprocess(64, 80, aux_spec=AuxSpec(modality="infrared", encoding="intensity"))
+    checkpoint = save_checkpoint(
+        folder / "thermal.pt",
+        build_model("ssma", "lite", len(CLASSES)).eval(),
+        classes=list(CLASSES),
+        palette=PALETTE.tolist(),
+        void_index=0,
+        preprocess=preprocess.to_dict(),
+    )
+    bundle, _ = export_bundle(checkpoint, folder / "bundle", name="thermal")
+    return bundle

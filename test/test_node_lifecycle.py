@@ -437,32 +437,6 @@ def test_golden_masks_from_the_default_bundle(harnesses, offline):
     np.testing.assert_array_equal(image_to_numpy(msg), bilinear)
 
 
-@pytest.fixture(scope="module")
-def thermal_bundle(tmp_path_factory):
-    """Export a lite SSMA RGB + infrared bundle (untrained) at 64x80, for mono16 thermal."""
-    import torch
-
-    from ssma_ros.data.preprocess import AuxSpec, Preprocess
-    from ssma_ros.data.synthetic import CLASSES, PALETTE
-    from ssma_ros.export.bundle_cli import export_bundle
-    from ssma_ros.model import build_model
-    from ssma_ros.model.checkpoint import save_checkpoint
-
-    torch.manual_seed(1)
-    folder = tmp_path_factory.mktemp("thermal")
-    preprocess = Preprocess(64, 80, aux_spec=AuxSpec(modality="infrared", encoding="intensity"))
-    checkpoint = save_checkpoint(
-        folder / "thermal.pt",
-        build_model("ssma", "lite", len(CLASSES)).eval(),
-        classes=list(CLASSES),
-        palette=PALETTE.tolist(),
-        void_index=0,
-        preprocess=preprocess.to_dict(),
-    )
-    bundle, _ = export_bundle(checkpoint, folder / "bundle", name="thermal")
-    return bundle
-
-
 def test_golden_masks_from_mono16_thermal(harnesses, thermal_bundle):
     """An RGB-T bundle: mono16 thermal reaches the model as the offline core feeds it."""
     from ssma_ros.serve.codec import numpy_to_image

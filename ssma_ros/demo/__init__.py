@@ -1,4 +1,4 @@
-"""ssma-demo: the segmentation node live on a synthetic RGB-D camera, scored against ground truth.
+"""ssma-demo: segment_node live on a synthetic RGB-D or RGB + thermal camera, scored against truth.
 
 `Listener().run(DemoConfig(...))` runs it once and returns the summary (ssma-bench node does so);
 `config` says what a run does, `processes` starts the node and the camera process (`camera`),

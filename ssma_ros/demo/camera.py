@@ -1,13 +1,14 @@
-"""A synthetic RGB-D camera as its own process, as a camera driver runs on a robot.
+"""A synthetic RGB-D or RGB + thermal camera as its own process, as a driver runs on a robot.
 
-    ssma-camera FRAMES.npz --rate 30 --duration 20 [--drop-depth]
+    ssma-camera FRAMES.npz --rate 30 --duration 20 [--drop-aux]
 
-Plays the frames of FRAMES.npz in a loop (``rgb`` N x H x W x 3 uint8, ``depth`` N x H x W
-uint16 millimetres, ``camera`` N x 4 fx, fy, cx, cy) as rgb8 + 16UC1 + camera_info, each message
-built once so a frame costs little more than the publish (as a driver written in C++ would).
-It starts when segment_node subscribes, and for every frame sent prints one line,
+Plays the frames of FRAMES.npz in a loop (``rgb`` N x H x W x 3 uint8, ``aux`` N x H x W uint16
+with its ``aux_encoding``: 16UC1 depth in millimetres or mono16 thermal in centikelvin, ``camera``
+N x 4 fx, fy, cx, cy) as rgb8 + the aux image on its topic (AUX_STREAMS) + camera_info, each
+message built once so a frame costs little more than the publish (as a driver written in C++
+would). It starts when segment_node subscribes, and for every frame sent prints one line,
 ``<stamp ns> <frame index> <phase>``, before publishing it: ssma-demo reads these to score and
-time what comes back. With ``--drop-depth`` no depth is sent from 40 % to 70 % of the run.
+time what comes back. With ``--drop-aux`` no aux image is sent from 40 % to 70 % of the run.
 """
 
 from __future__ import annotations
@@ -19,37 +20,51 @@ from pathlib import Path
 import numpy as np
 
 FRAME_ID = "camera_color_optical_frame"
-PHASES = ("before drop", "depth dropped", "after drop")
-DEPTH_DROPPED = 1  # index into PHASES
-TOPICS = {
-    "rgb": "camera/color/image_raw",
-    "depth": "camera/aligned_depth_to_color/image_raw",
-    "camera_info": "camera/color/camera_info",
+AUX_DROPPED = 1  # index into phases(aux)
+TOPICS = {"rgb": "camera/color/image_raw", "camera_info": "camera/color/camera_info"}
+#: Per aux stream (ssma-demo --aux): its encoding and topic, as the camera's driver publishes it.
+#: Both are pixel-aligned with RGB: the synthetic scene renders every sensor from one pinhole
+#: camera (a real thermal camera needs registering to the colour camera first).
+AUX_STREAMS = {
+    "depth": ("16UC1", "camera/aligned_depth_to_color/image_raw"),  # millimetres
+    "thermal": ("mono16", "camera/thermal/image_raw"),  # radiometric: centikelvin
 }
 
 
-def phase_at(fraction: float, drop_depth: bool) -> int:
-    """Index into PHASES for a point of the run (0..1): the depth drop spans [0.4, 0.7)."""
-    if not drop_depth or fraction < 0.4:
+def phases(aux: str) -> tuple[str, str, str]:
+    """Name the phases of a run whose `aux` stream ("depth", "thermal") may be dropped."""
+    return ("before drop", f"{aux} dropped", "after drop")
+
+
+def phase_at(fraction: float, drop_aux: bool) -> int:
+    """Index into phases() for a point of the run (0..1): the aux drop spans [0.4, 0.7)."""
+    if not drop_aux or fraction < 0.4:
         return 0
-    return DEPTH_DROPPED if fraction < 0.7 else 2
+    return AUX_DROPPED if fraction < 0.7 else 2
+
+
+def depth_to_mm(depth_m: np.ndarray) -> np.ndarray:
+    """Depth in metres (NaN/inf invalid) as 16UC1 millimetres (0 invalid, saturating)."""
+    return (
+        np.where(np.isfinite(depth_m), np.round(depth_m * 1000.0), 0)
+        .clip(0, 65535)
+        .astype(np.uint16)
+    )
 
 
 def save_frames(
     path: Path,
     rgb: list[np.ndarray],
-    depth_m: list[np.ndarray],
+    aux: list[np.ndarray],
+    aux_encoding: str,
     cameras: list[tuple[float, float, float, float]],
 ) -> None:
-    """Write frames for this camera: depth in metres (NaN/inf invalid) becomes 16UC1 mm."""
-    depth_mm = [
-        np.where(np.isfinite(d), np.round(d * 1000.0), 0).clip(0, 65535).astype(np.uint16)
-        for d in depth_m
-    ]
+    """Write frames for this camera; `aux` already in `aux_encoding` (16UC1 or mono16)."""
     np.savez(
         path,
         rgb=np.stack(rgb),
-        depth=np.stack(depth_mm),
+        aux=np.stack(aux),
+        aux_encoding=np.asarray(aux_encoding),
         camera=np.asarray(cameras, dtype=np.float64),
     )
 
@@ -59,7 +74,7 @@ def stream(
     rate: float,
     duration: float,
     *,
-    drop_depth: bool = False,
+    drop_aux: bool = False,
     namespace: str = "/demo",
     wait: float = 120.0,
 ) -> int:
@@ -74,11 +89,12 @@ def stream(
     from ssma_ros.serve.codec import numpy_to_image
 
     data = np.load(frames)
-    rgb, depth, cameras = data["rgb"], data["depth"], data["camera"]
+    rgb, aux, cameras = data["rgb"], data["aux"], data["camera"]
+    encoding = str(data["aux_encoding"])
+    aux_topic = {enc: topic for enc, topic in AUX_STREAMS.values()}[encoding]
     height, width = rgb.shape[1:3]
     messages = [
-        (numpy_to_image(rgb[i], "rgb8"), numpy_to_image(depth[i], "16UC1"))
-        for i in range(len(rgb))
+        (numpy_to_image(rgb[i], "rgb8"), numpy_to_image(aux[i], encoding)) for i in range(len(rgb))
     ]
 
     rclpy.init()
@@ -88,7 +104,7 @@ def stream(
             key: node.create_publisher(
                 Image if key != "camera_info" else CameraInfo, topic, qos_profile_sensor_data
             )
-            for key, topic in TOPICS.items()
+            for key, topic in {**TOPICS, "aux": aux_topic}.items()
         }
         deadline = time.monotonic() + wait
         while node.count_subscribers(pubs["rgb"].topic_name) == 0:
@@ -103,11 +119,11 @@ def stream(
         start = time.monotonic()
         for sent in range(total):
             index = sent % len(messages)
-            phase = phase_at(sent / total, drop_depth)
+            phase = phase_at(sent / total, drop_aux)
             stamp = node.get_clock().now()
-            rgb_msg, depth_msg = messages[index]
-            rgb_msg.header.stamp = depth_msg.header.stamp = stamp.to_msg()
-            rgb_msg.header.frame_id = depth_msg.header.frame_id = FRAME_ID
+            rgb_msg, aux_msg = messages[index]
+            rgb_msg.header.stamp = aux_msg.header.stamp = stamp.to_msg()
+            rgb_msg.header.frame_id = aux_msg.header.frame_id = FRAME_ID
             fx, fy, cx, cy = cameras[index]
             info = CameraInfo(
                 header=rgb_msg.header,
@@ -120,8 +136,8 @@ def stream(
             )  # before the node can answer it
             pubs["camera_info"].publish(info)
             pubs["rgb"].publish(rgb_msg)
-            if phase != DEPTH_DROPPED:
-                pubs["depth"].publish(depth_msg)
+            if phase != AUX_DROPPED:
+                pubs["aux"].publish(aux_msg)
             time.sleep(max(0.0, start + (sent + 1) * period - time.monotonic()))
         return 0
     except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""`ssma-camera`: the synthetic RGB-D camera process (ssma-demo starts one)."""
+"""`ssma-camera`: the synthetic RGB-D or RGB + thermal camera process (ssma-demo starts one)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,17 @@ from ssma_ros.demo.camera import stream
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Read the command line."""
     p = argparse.ArgumentParser(prog="ssma-camera", description=__doc__.splitlines()[0])
-    p.add_argument("frames", type=Path, help=".npz with rgb, depth (mm) and camera arrays")
+    p.add_argument(
+        "frames", type=Path, help=".npz with rgb, aux (+ aux_encoding) and camera arrays"
+    )
     p.add_argument("--rate", type=float, default=10.0, help="frames per second")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of stream")
     p.add_argument(
-        "--drop-depth", action="store_true", help="send no depth from 40 %% to 70 %% of the run"
+        "--drop-aux",
+        "--drop-depth",
+        dest="drop_aux",
+        action="store_true",
+        help="send no aux image (depth or thermal) from 40 %% to 70 %% of the run",
     )
     p.add_argument("--namespace", default="/demo")
     p.add_argument(
@@ -33,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.frames,
         args.rate,
         args.duration,
-        drop_depth=args.drop_depth,
+        drop_aux=args.drop_aux,
         namespace=args.namespace,
         wait=args.wait,
     )

@@ -1,4 +1,4 @@
-"""`ssma-demo`: the segmentation node live on a synthetic RGB-D camera, scored against truth."""
+"""`ssma-demo`: segment_node live on a synthetic RGB-D or RGB-T camera, scored against truth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ssma_ros.argtypes import parse_size
-from ssma_ros.demo.config import DemoConfig
+from ssma_ros.demo.config import AUX_BUNDLES, DemoConfig
 from ssma_ros.demo.listener import Listener
 from ssma_ros.demo.report import print_summary
 
@@ -21,7 +21,12 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
         "--duration", type=float, default=20.0, help="seconds of camera stream (default 20)"
     )
     p.add_argument("--rate", type=float, default=10.0, help="camera frame rate in Hz (default 10)")
-    p.add_argument("--condition", default="clear", help="clear | fog | night | glare | rain")
+    p.add_argument(
+        "--condition",
+        default="clear",
+        help="clear | fog | night | glare | rain; a bundle trained on benchmark v2 also takes "
+        "sunlight | range | specular | crossover | night_rain | dusk_sun",
+    )
     p.add_argument("--strength", type=float, default=1.0, help="strength of the condition, 0..1")
     p.add_argument(
         "--size",
@@ -37,12 +42,24 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
         help="the node's cpu_threads parameter: CPU backend threads (0 = library default)",
     )
     p.add_argument(
-        "--bundle", default="", help="model bundle folder (default: the shipped default model)"
+        "--aux",
+        choices=list(AUX_BUNDLES),
+        default="depth",
+        help="the camera's second stream: depth (16UC1 mm) or thermal (mono16 centikelvin on "
+        "camera/thermal/image_raw); default depth",
     )
     p.add_argument(
+        "--bundle",
+        default="",
+        help="model bundle folder (default: the shipped model for --aux: models/default for "
+        "depth, models/rgbt for thermal)",
+    )
+    p.add_argument(
+        "--drop-aux",
         "--drop-depth",
+        dest="drop_aux",
         action="store_true",
-        help="stop the depth stream from 40%% to 70%% of the run to show RGB-only fallback",
+        help="stop the aux stream from 40%% to 70%% of the run to show RGB-only fallback",
     )
     p.add_argument(
         "--no-overlay",
@@ -73,7 +90,8 @@ def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
         backend=args.backend,
         cpu_threads=args.cpu_threads,
         bundle=args.bundle,
-        drop_depth=args.drop_depth,
+        aux=args.aux,
+        drop_aux=args.drop_aux,
         overlay=not args.no_overlay,
         score=not args.no_score,
         seed=args.seed,

@@ -1,10 +1,11 @@
 """The demo's listener: starts segment_node and the camera, then times and scores every mask.
 
 Three processes talk over DDS as on a robot: `segment_node` (the command `ros2 run` would start),
-the camera (ssma_ros.demo.camera: rgb8 + 16UC1 depth + camera_info from the synthetic scene
-generator) and this one, the listener, which scores each mask against the generator's labels and
-measures latency. Separate processes keep the listener's Python work from delaying the camera
-(one interpreter lock each). A run ends with a summary and a picture strip.
+the camera (ssma_ros.demo.camera: rgb8 + 16UC1 depth or mono16 thermal + camera_info from the
+synthetic scene generator, the version the bundle was trained on) and this one, the listener,
+which scores each mask against the generator's labels and measures latency. Separate processes
+keep the listener's Python work from delaying the camera (one interpreter lock each). A run ends
+with a summary and a picture strip.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ssma_ros.demo.camera import DEPTH_DROPPED, PHASES, save_frames
-from ssma_ros.demo.config import DemoConfig
+from ssma_ros.demo.camera import AUX_DROPPED, AUX_STREAMS, depth_to_mm, phases, save_frames
+from ssma_ros.demo.config import DemoConfig, bundle_and_benchmark
 from ssma_ros.demo.processes import (
     NAMESPACE,
     NODE,
@@ -30,11 +31,11 @@ from ssma_ros.demo.processes import (
     stop,
     use_large_image_transport,
 )
-from ssma_ros.demo.report import depth_jet, save_strip
+from ssma_ros.demo.report import depth_jet, save_strip, thermal_inferno
 from ssma_ros.metrics import confusion_counts, scores
 
 #: Points of the run (fractions) whose frames go into the picture: before, during (2x) and
-#: after a depth drop.
+#: after an aux drop.
 KEEP_AT = (0.2, 0.5, 0.6, 0.85)
 #: The node's diagnostics values the summary reports.
 NODE_KEYS = (
@@ -84,7 +85,7 @@ class Streamed:
     cpu_start: float | None = None
     cpu_end: float | None = None
     served: int = 0  # masks received by the time the camera ended
-    rgb_only_before: int | None = None  # the node's rgb_only_in when the depth drop began
+    rgb_only_before: int | None = None  # the node's rgb_only_in when the aux drop began
 
 
 def _stamp_ns(msg: Any) -> int:
@@ -97,14 +98,15 @@ class Listener:
     def run(self, config: DemoConfig) -> dict:
         """Start node and camera, listen while the camera streams, stop both; the summary."""
         self.config = config
+        bundle, benchmark = bundle_and_benchmark(config)  # refused before anything starts
         config.out.mkdir(parents=True, exist_ok=True)
         dds_profile = use_large_image_transport()  # before any process here starts DDS
-        node_proc = start_node(config, config.out)
+        node_proc = start_node(config, bundle, config.out)
         frames_file = config.out / "frames.npz"
         try:
             # The camera plays a loop of pre-rendered frames, so it keeps its rate whatever the
             # CPU does; they are rendered while the node loads its model.
-            self._render(frames_file)
+            self._render(frames_file, benchmark)
             streamed = self._listen(node_proc, frames_file)
         finally:
             stop(node_proc)
@@ -112,30 +114,33 @@ class Listener:
         summary = self._summary(dds_profile, streamed)
         if self.scored.kept:
             strip = config.out / "demo_strip.png"
-            save_strip(list(self.scored.kept), strip)
+            save_strip(list(self.scored.kept), strip, config.aux)
             summary["picture"] = str(strip)
         (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
     # -- the run ---------------------------------------------------------------------------------
 
-    def _render(self, frames_file: Path) -> None:
+    def _render(self, frames_file: Path, benchmark: str) -> None:
         from ssma_ros.data.synthetic import CLASSES, SPLITS, SyntheticScenes
 
         config = self.config
         height, width = config.size
-        scenes = SyntheticScenes(height, width, seed=config.seed)
+        scenes = SyntheticScenes(height, width, seed=config.seed, benchmark=benchmark)
         count = int(min(40, max(1, config.rate * config.duration)))
         first = SPLITS["test"]  # scenes no training run or checkpoint selection saw
         self.frames = [
             scenes.sample(first + i, config.condition, config.strength) for i in range(count)
         ]
+        thermal = config.aux == "thermal"
         save_frames(
             frames_file,
             [f.rgb for f in self.frames],
-            [f.depth for f in self.frames],
+            [f.thermal if thermal else depth_to_mm(f.depth) for f in self.frames],
+            AUX_STREAMS[config.aux][0],
             [(f.camera.fx, f.camera.fy, f.camera.cx, f.camera.cy) for f in self.frames],
         )
+        self.phases = phases(config.aux)
         self.scored = Scored(len(CLASSES))
         # stamp -> (frame index, phase, seconds into the run), the last 200 frames sent
         self.truth: OrderedDict[int, tuple[int, str, float]] = OrderedDict()
@@ -202,12 +207,12 @@ class Listener:
                     )
                 streamed.sent += 1
                 with self.known:
-                    self.truth[stamp] = (index, PHASES[phase_index], time.monotonic() - start)
+                    self.truth[stamp] = (index, self.phases[phase_index], time.monotonic() - start)
                     while len(self.truth) > 200:
                         self.truth.popitem(last=False)
                     self.known.notify_all()
                 with self.lock:
-                    if phase_index == DEPTH_DROPPED and streamed.rgb_only_before is None:
+                    if phase_index == AUX_DROPPED and streamed.rgb_only_before is None:
                         streamed.rgb_only_before = int(self.diagnostics.get("rgb_only_in", 0))
                     done, miou = len(self.scored.latencies), self.scored.miou()
                 bar.set_postfix(masks=done, mIoU=f"{100 * miou:.1f}", refresh=False)
@@ -280,10 +285,13 @@ class Listener:
             index, phase, t = entry
             if t >= KEEP_AT[len(kept)] * self.config.duration:
                 frame = self.frames[index]
+                thermal = self.config.aux == "thermal"
                 kept.append(
                     {
                         "RGB": frame.rgb,
-                        "depth": depth_jet(frame.depth),
+                        "aux": thermal_inferno(frame.thermal)
+                        if thermal
+                        else depth_jet(frame.depth),
                         "overlay": overlay,
                         "confidence": image_to_numpy(msg),
                         "phase": phase,
@@ -312,6 +320,7 @@ class Listener:
             cpu = (streamed.cpu_start, streamed.cpu_end)
             summary = {
                 "condition": f"{config.condition} (strength {config.strength:g})",
+                "aux_stream": config.aux,
                 "camera": f"{width}x{height} at {config.rate:g} Hz",
                 "rate_hz": config.rate,
                 "dds_profile": dds_profile,
@@ -335,7 +344,7 @@ class Listener:
                 "frames_by_phase": dict(scored.frames),
                 "node": {k: self.diagnostics.get(k) for k in NODE_KEYS},
             }
-            if config.drop_depth:
+            if config.drop_aux:
                 summary["rgb_only_frames_during_drop"] = int(
                     self.diagnostics.get("rgb_only_in", 0)
                 ) - (streamed.rgb_only_before or 0)

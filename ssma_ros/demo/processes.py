@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ssma_ros.demo.camera import AUX_STREAMS
 from ssma_ros.demo.config import DemoConfig
 
 NAMESPACE = "/demo"
@@ -37,8 +38,12 @@ def use_large_image_transport() -> str:
     return profile
 
 
-def start_node(config: DemoConfig, out: Path) -> subprocess.Popen:
-    """Start segment_node (as `ros2 run` would) in the demo's namespace; its log goes to out/."""
+def start_node(config: DemoConfig, bundle: Path, out: Path) -> subprocess.Popen:
+    """Start segment_node (as `ros2 run` would) on `bundle` in the demo's namespace.
+
+    Its aux input is the camera's `config.aux` stream; its log goes to out/.
+    """
+    aux_topic = AUX_STREAMS[config.aux][1]
     cmd = [
         sys.executable,
         "-m",
@@ -49,7 +54,7 @@ def start_node(config: DemoConfig, out: Path) -> subprocess.Popen:
         "-r",
         f"rgb:={NAMESPACE}/camera/color/image_raw",
         "-r",
-        f"aux:={NAMESPACE}/camera/aligned_depth_to_color/image_raw",
+        f"aux:={NAMESPACE}/{aux_topic}",
         "-r",
         f"camera_info:={NAMESPACE}/camera/color/camera_info",
         "-p",
@@ -60,9 +65,9 @@ def start_node(config: DemoConfig, out: Path) -> subprocess.Popen:
         "diagnostics_period:=0.5",
         "-p",
         f"cpu_threads:={config.cpu_threads}",
+        "-p",
+        f"bundle:={bundle.resolve()}",
     ]
-    if config.bundle:
-        cmd += ["-p", f"bundle:={Path(config.bundle).resolve()}"]
     with open(out / "node.log", "w") as log:  # the node keeps its own copy of the descriptor
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ)
 
@@ -80,7 +85,7 @@ def start_camera(config: DemoConfig, frames_file: Path) -> subprocess.Popen:
         str(config.duration),
         "--namespace",
         NAMESPACE,
-    ] + (["--drop-depth"] if config.drop_depth else [])
+    ] + (["--drop-aux"] if config.drop_aux else [])
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ)
 
 

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ssma_ros.demo.camera import DEPTH_DROPPED, PHASES
+from ssma_ros.demo.camera import AUX_DROPPED, phases
+
+#: The thermal picture's fixed colour scale in degrees Celsius: one colour is one temperature in
+#: every frame and run (a per-frame stretch would recolour the scene as it changes).
+THERMAL_RANGE_C = (-20.0, 50.0)
 
 
 def depth_jet(depth: np.ndarray) -> np.ndarray:
@@ -19,14 +23,24 @@ def depth_jet(depth: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def save_strip(kept: list[dict], path: Path) -> None:
-    """Save one row per kept frame: RGB, depth, the node's overlay and confidence."""
+def thermal_inferno(centikelvin: np.ndarray) -> np.ndarray:
+    """Colour a radiometric thermal image (uint16 centikelvin) over THERMAL_RANGE_C (inferno)."""
+    import matplotlib
+
+    low, high = THERMAL_RANGE_C
+    celsius = centikelvin.astype(np.float32) / 100.0 - 273.15
+    rgba = matplotlib.colormaps["inferno"](np.clip((celsius - low) / (high - low), 0, 1))
+    return (rgba[..., :3] * 255).astype(np.uint8)
+
+
+def save_strip(kept: list[dict], path: Path, aux: str) -> None:
+    """Save one row per kept frame: RGB, the `aux` image, the node's overlay and confidence."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    columns = ("RGB", "depth", "overlay", "confidence")
+    columns = ("RGB", "aux", "overlay", "confidence")
     fig, axes = plt.subplots(len(kept), 4, figsize=(13, 2.6 * len(kept)), squeeze=False)
     for row, frame in zip(axes, kept):
         for ax, name in zip(row, columns):
@@ -34,10 +48,12 @@ def save_strip(kept: list[dict], path: Path) -> None:
             ax.imshow(image, cmap="gray" if image.ndim == 2 else None, vmin=0, vmax=255)
             ax.set_xticks([]), ax.set_yticks([])
         row[0].set_ylabel(f"{frame['phase']}\nt={frame['t']:.1f} s", fontsize=9)
-        if frame["phase"] == PHASES[DEPTH_DROPPED]:
-            row[1].set_xlabel("(not sent: depth is off)", fontsize=8)
+        if frame["phase"] == phases(aux)[AUX_DROPPED]:
+            row[1].set_xlabel(f"(not sent: {aux} is off)", fontsize=8)
+    low, high = THERMAL_RANGE_C
+    titles = {"aux": f"thermal ({low:g}..{high:g} °C)" if aux == "thermal" else aux}
     for ax, name in zip(axes[0], columns):
-        ax.set_title(name)
+        ax.set_title(titles.get(name, name))
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -66,15 +82,17 @@ def print_summary(s: dict) -> None:
     if s["frames_by_phase"]:
         print(f"mIoU          {s['miou']:.1f} % against the generator's ground truth")
     if len(s["miou_by_phase"]) > 1 or "rgb_only_frames_during_drop" in s:
-        for phase in PHASES:
+        names = phases(s["aux_stream"])
+        width = max(14, 1 + max(map(len, names)))  # 14: the depth run's layout
+        for phase in names:
             if phase in s["miou_by_phase"]:
                 print(
-                    f"  {phase:14s} mIoU {s['miou_by_phase'][phase]:.1f} % over "
+                    f"  {phase:{width}s} mIoU {s['miou_by_phase'][phase]:.1f} % over "
                     f"{s['frames_by_phase'][phase]} frames"
                 )
         print(
             f"fallback      {s.get('rgb_only_frames_during_drop', 0)} frames served from RGB "
-            f"alone while depth was off; aux state at the end: {node['aux']}"
+            f"alone while {s['aux_stream']} was off; aux state at the end: {node['aux']}"
         )
     if "picture" in s:
         print(f"picture       {s['picture']}")

@@ -12,13 +12,13 @@ from ssma_ros.data.encodings import CameraIntrinsics
 from ssma_ros.data.preprocess import Preprocess
 from ssma_ros.runtime.base import Backend
 from ssma_ros.serve.outputs import postprocess
-from ssma_ros.share import share_file
+from ssma_ros.share import shipped_bundle
 
 
 def default_bundle_path() -> Path:
     """The default bundle as installed: colcon's share/ folder, a pip prefix, or this checkout."""
     try:
-        return share_file("models/default/bundle.json").parent
+        return shipped_bundle("default")
     except FileNotFoundError as exc:
         raise FileNotFoundError(
             f"no default model bundle: {exc}; set the 'bundle' parameter to a bundle "
