@@ -23,7 +23,7 @@ from ssma_ros import share
 from ssma_ros.demo import DemoConfig, Listener, camera, listener, processes
 from ssma_ros.demo import cli as demo_cli
 from ssma_ros.demo.config import bundle_and_benchmark
-from ssma_ros.demo.report import print_summary
+from ssma_ros.demo.report import THERMAL_RANGE_C, print_summary, thermal_inferno
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUNDLE = ROOT / "models" / "default"
@@ -127,6 +127,17 @@ def test_camera_phases_and_frame_file(tmp_path):
     np.testing.assert_array_equal(data["aux"][0], [[1234, 0], [0, 65535]])
     assert data["aux"].dtype == np.uint16 and data["camera"].tolist() == [[1.0, 2.0, 3.0, 4.0]]
     assert str(data["aux_encoding"]) == "16UC1"
+
+
+def test_thermal_picture_has_one_fixed_scale():
+    import matplotlib
+
+    low, high = THERMAL_RANGE_C
+    celsius = np.array([[low - 10, low, 15.0, high, high + 30]])
+    colours = thermal_inferno(np.round((celsius + 273.15) * 100).astype(np.uint16))
+    inferno = matplotlib.colormaps["inferno"]
+    expected = [inferno(0.0), inferno(0.0), inferno(0.5), inferno(1.0), inferno(1.0)]
+    np.testing.assert_allclose(colours[0], np.array(expected)[:, :3] * 255, atol=1)
 
 
 def test_camera_process_says_when_nobody_subscribes(tmp_path):
@@ -254,6 +265,9 @@ def test_conditions_are_those_of_the_benchmark_the_bundle_was_trained_on(
 ):
     err = _refused(["--condition", "sunlight"], monkeypatch, capsys)  # the default: v1
     assert "unknown condition 'sunlight'" in err and "clear, fog, night, glare, rain" in err
+    assert "--strength must be in 0..1" in _refused(["--strength", "2"], monkeypatch, capsys)
+    with pytest.raises(RuntimeError, match="unknown aux stream 'sonar'"):
+        bundle_and_benchmark(DemoConfig(aux="sonar"))
     v2 = shutil.copytree(thermal_bundle, tmp_path / "v2")
     meta = json.loads((v2 / "bundle.json").read_text())
     meta.setdefault("training", {})["train_config"] = {"data": {"benchmark": "v2"}}

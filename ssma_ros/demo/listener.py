@@ -31,7 +31,7 @@ from ssma_ros.demo.processes import (
     stop,
     use_large_image_transport,
 )
-from ssma_ros.demo.report import depth_jet, save_strip, thermal_inferno
+from ssma_ros.demo.report import aux_picture, save_strip
 from ssma_ros.metrics import confusion_counts, scores
 
 #: Points of the run (fractions) whose frames go into the picture: before, during (2x) and
@@ -132,7 +132,7 @@ class Listener:
         self.frames = [
             scenes.sample(first + i, config.condition, config.strength) for i in range(count)
         ]
-        thermal = config.aux == "thermal"
+        thermal = config.aux == "thermal"  # as a radiometric camera sends it: centikelvin
         save_frames(
             frames_file,
             [f.rgb for f in self.frames],
@@ -285,13 +285,10 @@ class Listener:
             index, phase, t = entry
             if t >= KEEP_AT[len(kept)] * self.config.duration:
                 frame = self.frames[index]
-                thermal = self.config.aux == "thermal"
                 kept.append(
                     {
                         "RGB": frame.rgb,
-                        "aux": thermal_inferno(frame.thermal)
-                        if thermal
-                        else depth_jet(frame.depth),
+                        "aux": aux_picture(frame, self.config.aux),
                         "overlay": overlay,
                         "confidence": image_to_numpy(msg),
                         "phase": phase,

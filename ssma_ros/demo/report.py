@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,11 @@ def thermal_inferno(centikelvin: np.ndarray) -> np.ndarray:
     celsius = centikelvin.astype(np.float32) / 100.0 - 273.15
     rgba = matplotlib.colormaps["inferno"](np.clip((celsius - low) / (high - low), 0, 1))
     return (rgba[..., :3] * 255).astype(np.uint8)
+
+
+def aux_picture(sample: Any, aux: str) -> np.ndarray:
+    """Colour a generator sample's `aux` image ("depth" or "thermal") for the picture."""
+    return thermal_inferno(sample.thermal) if aux == "thermal" else depth_jet(sample.depth)
 
 
 def save_strip(kept: list[dict], path: Path, aux: str) -> None:
