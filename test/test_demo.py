@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from ssma_ros import share
-from ssma_ros.demo import DemoConfig, Listener, camera, listener, processes
+from ssma_ros.demo import DemoConfig, Listener, camera, camera_cli, listener, processes
 from ssma_ros.demo import cli as demo_cli
 from ssma_ros.demo.config import bundle_and_benchmark
 from ssma_ros.demo.report import THERMAL_RANGE_C, print_summary, thermal_inferno
@@ -115,6 +115,7 @@ def test_camera_phases_and_frame_file(tmp_path):
         2,
     ]
     assert {camera.phase_at(f, False) for f in (0.0, 0.5, 0.9)} == {0}
+    assert camera_cli.parse_args(["f.npz", "--drop-depth"]).drop_aux  # the README's old name
     assert camera.phases("depth")[camera.AUX_DROPPED] == "depth dropped"
     assert camera.phases("thermal")[camera.AUX_DROPPED] == "thermal dropped"
     depth = np.array(
@@ -244,13 +245,15 @@ def _refused(argv: list[str], monkeypatch, capsys) -> str:
     return err
 
 
-def test_thermal_without_a_shipped_rgbt_bundle_names_the_missing_folder(
-    tmp_path, monkeypatch, capsys
+def test_thermal_serves_the_shipped_rgbt_bundle_and_names_it_when_missing(
+    thermal_bundle, tmp_path, monkeypatch, capsys
 ):
     monkeypatch.setattr(share, "share_candidates", lambda: [tmp_path / "share"])
     err = _refused(["--aux", "thermal", "--out", str(tmp_path / "out")], monkeypatch, capsys)
     assert "models/rgbt" in err and "--bundle" in err
     assert not (tmp_path / "out").exists()
+    shipped = shutil.copytree(thermal_bundle, tmp_path / "share" / "models" / "rgbt")
+    assert bundle_and_benchmark(DemoConfig(aux="thermal")) == (shipped.resolve(), "v1")
 
 
 def test_a_bundle_for_the_other_aux_stream_is_refused(thermal_bundle, monkeypatch, capsys):

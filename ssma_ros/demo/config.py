@@ -16,7 +16,7 @@ class DemoConfig:
 
     duration: float = 20.0  # seconds of camera stream
     rate: float = 10.0  # camera frames per second
-    condition: str = "clear"  # one of the bundle's benchmark (ssma_ros.data.synthetic.BENCHMARKS)
+    condition: str = "clear"  # a condition of the bundle's benchmark (data.synthetic.BENCHMARKS)
     strength: float = 1.0  # of the condition, 0..1
     size: tuple[int, int] = (240, 320)  # camera HxW; the default model's own
     backend: str = "auto"  # the node's backend parameter
