@@ -167,3 +167,45 @@ def test_trainer_starts_warm_from_the_better_expert(tmp_path):
         from_dict({**raw, "model": {**raw["model"], "arch": "late"}})
     with pytest.raises(ConfigError, match="init.warm"):
         from_dict({**raw, "init": {**raw["init"], "warm": "coldest"}})
+    with pytest.raises(ConfigError, match="init.blend"):
+        from_dict({**raw, "init": {**raw["init"], "blend": 1.0}})
+    with pytest.raises(ConfigError, match="init.blend"):
+        from_dict({**raw, "init": {**raw["init"], "warm": None, "blend": 0.5}})
+    # blended: the trainer fits the maps on training crops and the step-0 logits change
+    blended = Trainer(from_dict({**raw, "init": {**raw["init"], "blend": 0.5}}))
+    with torch.no_grad():
+        mixed = blended.model.eval()(x, y)[OUT]
+    assert (mixed - alone).abs().max() > 1e-3 * alone.abs().max()
+
+
+@pytest.mark.parametrize("block", ["fuse_aspp", "fuse_quarter"])
+def test_blend_mixes_the_mapped_other_input_in_exactly(block):
+    model, _, _ = warm_ssma("aux")
+    fuse = getattr(model.eval(), block)
+    channels = fuse.up.out_channels // 2
+    g = torch.Generator().manual_seed(5)
+    a, b = (torch.randn(2, channels, 6, 8, generator=g) for _ in range(2))
+    weight = torch.randn(channels, channels, generator=g) / channels**0.5
+    bias = torch.randn(channels, generator=g)
+    with torch.no_grad():
+        passed = fuse(a, b)
+        fuse.blend(1, weight, bias, 0.25)
+        out = fuse(a, b)
+    assert torch.allclose(passed, b, atol=1e-4)  # the warm start passed aux through
+    mapped = torch.einsum("oc,nchw->nohw", weight, a) + bias[:, None, None]
+    assert torch.allclose(out, 0.75 * b + 0.25 * mapped, atol=1e-4)
+
+
+def test_blend_of_a_stream_that_equals_the_warm_one_changes_nothing():
+    """Two identical experts on identical inputs: the fitted maps are the identity (R^2 ~ 1)."""
+    experts = {"rgb": trained_like_expert("rgb", 1), "aux": trained_like_expert("aux", 1)}
+    model = build_model("ssma", "lite", 6)
+    for name, expert in experts.items():
+        stages.load_expert(model, name, expert)
+    stages.warm_start(model, "aux", experts["aux"])
+    rgb, _ = inputs()
+    fits = stages.blend_other_stream(model, "aux", {"rgb": rgb, "aux": rgb}, 0.5)
+    assert len(fits) == 3 and all(f > 0.999 for f in fits)
+    with torch.no_grad():
+        fused, alone = model.eval()(rgb, rgb)[OUT], experts["aux"](rgb)[OUT]
+    assert (fused - alone).abs().max() <= 1e-2 * alone.abs().max()

@@ -88,6 +88,24 @@ class SSMABlock(nn.Module):
             bn.weight.copy_(torch.sqrt(gamma * gamma + bn.eps))
             bn.bias.copy_(beta)
 
+    @torch.no_grad()
+    def blend(self, index: int, weight: torch.Tensor, bias: torch.Tensor, share: float) -> None:
+        """After `select(index)`: also pass the other input through a linear map.
+
+        The output becomes (1 - share) x input `index` + share x (weight @ other + bias) per
+        pixel, exactly in eval mode (`weight`: C x C, `bias`: C, e.g. a least-squares map of the
+        other stream's features onto the selected one's). The gate stays 0.5.
+        """
+        with_bn = isinstance(self.project, nn.Sequential)
+        conv = self.project[0] if with_bn else self.project
+        channels, centre = conv.out_channels, conv.kernel_size[0] // 2
+        own = slice(index * channels, (index + 1) * channels)
+        other = slice((1 - index) * channels, (2 - index) * channels)
+        conv.weight[:, own, centre, centre] *= 1.0 - share
+        conv.weight[:, other, centre, centre] = 2.0 * share * weight  # the gate halves x
+        # the eASPP projection's BN is an identity after `select`: its bias adds as a conv's would
+        (self.project[1].bias if with_bn else conv.bias).add_(share * bias)
+
 
 def ssma_block_aspp(channels: int, eta: int) -> SSMABlock:
     return SSMABlock(channels, eta, conv_bn(2 * channels, channels, 1, relu=False))
@@ -151,7 +169,7 @@ class SSMA(SegmentationModel):
 
     def reset_gates(self) -> None:
         """Start every fusion block's gate at exactly 0.5 (`SSMABlock.reset_gate`)."""
-        for block in (self.fuse_aspp, self.fuse_eighth, self.fuse_quarter):
+        for block in self.fusion_blocks():
             block.reset_gate()
 
     @torch.no_grad()
@@ -173,6 +191,10 @@ class SSMA(SegmentationModel):
             bn = attention.proj[1]
             nn.init.zeros_(bn.weight)
             nn.init.ones_(bn.bias)
+
+    def fusion_blocks(self) -> tuple[SSMABlock, SSMABlock, SSMABlock]:
+        """The fusion blocks in the order of the streams' outputs (eASPP, 1/8, 1/4)."""
+        return self.fuse_aspp, self.fuse_eighth, self.fuse_quarter
 
 
 def build_ssma(config: ModelConfig, num_classes: int) -> SSMA:

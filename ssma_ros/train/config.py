@@ -149,6 +149,10 @@ class InitSection:
     # model reproduces one expert (rgb | aux | best: the expert with the higher validation mIoU
     # in its checkpoint); None = the usual random initialisation (cold).
     warm: str | None = None
+    # With warm: the share (0..1) of the other stream in the fusion at step 0, mapped onto the
+    # warm stream's features by a least-squares fit on training crops; 0 = that stream starts
+    # with weight 0 (train/stages.py blend_other_stream).
+    blend: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,8 @@ def check(cfg: TrainConfig) -> None:
                 "init.warm: only an ssma fusion stage that starts from experts (init.rgb, "
                 "init.aux) can start warm"
             )
+    if not 0.0 <= cfg.init.blend < 1.0 or (cfg.init.blend and cfg.init.warm is None):
+        raise ConfigError(f"init.blend: a share in [0, 1) with init.warm, got {cfg.init.blend}")
     if cfg.stage == "finetune" and cfg.init.checkpoint is None:
         raise ConfigError("stage 'finetune' needs init.checkpoint (the stage 'fusion' result)")
     h, w = d.size

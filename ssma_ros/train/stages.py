@@ -131,6 +131,42 @@ def warm_start(model: nn.Module, modality: str, expert: nn.Module) -> int:
     return count
 
 
+@torch.no_grad()
+def blend_other_stream(
+    model: nn.Module, modality: str, batch: Mapping[str, torch.Tensor], share: float
+) -> list[float]:
+    """After `warm_start(model, modality, ...)`: mix the other stream in from step 0.
+
+    A warm start passes one stream through and gives the other weight 0, so everything the
+    other modality adds must be learned in stage 2. Here, at each fusion level, a least-squares
+    affine map from the other stream's features onto the chosen stream's is fitted on `batch`
+    (training inputs, streams in eval mode), and the fusion outputs (1 - share) x chosen +
+    share x mapped other (`SSMABlock.blend`). Returns each level's R^2 of the fit.
+    """
+    model = unwrap(model)
+    index = model.input_names.index(modality)
+    was_training = model.training
+    model.eval()
+    features = [stream(batch[name]) for stream, name in zip(model.streams(), model.input_names)]
+    model.train(was_training)
+    fits = []
+    for level, block in enumerate(model.fusion_blocks()):
+        own, other = (f[level].double() for f in (features[index], features[1 - index]))
+        y = own.permute(0, 2, 3, 1).reshape(-1, own.shape[1])
+        x = other.permute(0, 2, 3, 1).reshape(-1, other.shape[1])
+        # centred, so that the ridge (for channels that hardly vary) scales with the variance
+        x_mean, y_mean = x.mean(0), y.mean(0)
+        xc, yc = x - x_mean, y - y_mean
+        gram = xc.T @ xc
+        ridge = 1e-3 * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+        solution = torch.linalg.solve(gram + ridge, xc.T @ yc)  # (C_other, C_own)
+        weight, bias = solution.T, y_mean - x_mean @ solution
+        residual = ((xc @ solution - yc) ** 2).sum() / (yc**2).sum()
+        fits.append(float(1.0 - residual))
+        block.blend(index, weight.float(), bias.float(), share)
+    return fits
+
+
 def stream_modules(model: nn.Module, freeze: str = "expert") -> list[nn.Module]:
     """Return the per-modality streams (freeze="expert") or their backbones ("encoder")."""
     modules = unwrap(model).streams()

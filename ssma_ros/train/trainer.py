@@ -40,6 +40,7 @@ from ssma_ros.train.dist import DistContext, ShardSampler, TrainBatches, setup
 from ssma_ros.train.metrics import ConfusionMeter, SegMetrics
 from ssma_ros.train.optim import PolyLR, build_optimizer
 from ssma_ros.train.stages import (
+    blend_other_stream,
     freeze_streams,
     frozen_modules,
     load_expert,
@@ -50,6 +51,8 @@ from ssma_ros.train.stages import (
     warm_start,
 )
 
+#: Training crops that init.blend's least-squares maps are fitted on.
+FIT_SAMPLES = 32
 LAST = "last.pt"
 BEST = "best.pt"
 
@@ -211,6 +214,21 @@ class Trainer:
 
     # -- construction -------------------------------------------------------------------------
 
+    def _fit_batch(self) -> dict[str, torch.Tensor]:
+        """The first FIT_SAMPLES training crops, augmented as in training, no modality dropout."""
+        cfg = self.cfg
+        frames = SegDataset(
+            self.train_set.source,
+            self.train_set.preprocess,
+            cfg.seed,
+            cfg.augment,
+            crop=cfg.data.crop,
+        )
+        items = [frames[i] for i in range(min(FIT_SAMPLES, len(frames)))]
+        return {
+            k: torch.stack([item[k] for item in items]).to(self.device) for k in ("rgb", "aux")
+        }
+
     def _build_model(self) -> nn.Module:
         cfg = self.cfg
         modality = cfg.model.modalities[0] if cfg.model.arch == "adapnet" else None
@@ -226,6 +244,15 @@ class Trainer:
                 warm_start(model, self.warm_modality, experts[self.warm_modality][0])
                 if self.ctx.is_main:
                     print(f"ssma-train: warm start as the {self.warm_modality} expert")
+                if cfg.init.blend:
+                    fits = blend_other_stream(
+                        model, self.warm_modality, self._fit_batch(), cfg.init.blend
+                    )
+                    if self.ctx.is_main:
+                        print(
+                            f"ssma-train: the other stream blended in at {cfg.init.blend:g} "
+                            f"(least-squares R^2 per level: {', '.join(f'{f:.2f}' for f in fits)})"
+                        )
         elif cfg.init.checkpoint is not None:
             source, _ = load_checkpoint(cfg.init.checkpoint)
             if getattr(source, "arch", None) != model.arch:
