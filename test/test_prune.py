@@ -317,6 +317,12 @@ def test_cli_writes_the_curve_and_a_stripped_checkpoint(tmp_path) -> None:
     assert record["pruning"]["step"] == 1 and record["pruning"]["final_iterations"] == 2
     assert record["pruning"]["distill"] == 0.5
     assert record["classes"] == list(CLASSES)
+    # The control is kept, so that it can be scored on the test split like the chosen model.
+    control, control_meta = load_checkpoint(out / "control.pt")
+    assert count_params(control)[0] == params[0]
+    assert 100 * control_meta["metrics"]["clear"] == pytest.approx(
+        float(rows[3]["miou_clear"]), abs=0.01
+    )
     chosen, meta = load_checkpoint(out / "chosen.pt")
     assert count_params(chosen)[0] == params[1] and set(meta["metrics"]) == {
         "clear",

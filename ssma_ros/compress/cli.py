@@ -231,8 +231,10 @@ def run(args: argparse.Namespace) -> list:
         tail = losses[-10:]
         loss = sum(tail) / len(tail) if tail else float("nan")
         label = report.row_label(row)
-        if row == report.CONTROL:  # step 0's network: nothing new to export or save
+        if row == report.CONTROL:  # step 0's network, trained further: saved for a test run
             base = results[0]
+            path = args.out / "control.pt"
+            save_checkpoint(path, model, **{**base_meta, "metrics": miou})
             results.append(
                 report.StepResult(
                     row,
@@ -242,7 +244,7 @@ def run(args: argparse.Namespace) -> list:
                     miou,
                     base.onnx_max_diff,
                     loss,
-                    checkpoint=base.checkpoint,
+                    checkpoint=str(path),
                 )
             )
         else:
