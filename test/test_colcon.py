@@ -51,6 +51,8 @@ def test_colcon_build_installs_executables_and_share_files(tmp_path):
         "config/segment.rviz",
         "models/default/bundle.json",
         "models/default/model.onnx",
+        "models/rgbt/bundle.json",
+        "models/rgbt/model.onnx",
     ):
         assert (share / rel).is_file(), f"share/ssma_ros/{rel} not installed"
     assert (
