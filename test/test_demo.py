@@ -266,8 +266,11 @@ def test_a_bundle_for_the_other_aux_stream_is_refused(thermal_bundle, monkeypatc
 def test_conditions_are_those_of_the_benchmark_the_bundle_was_trained_on(
     thermal_bundle, tmp_path, monkeypatch, capsys
 ):
-    err = _refused(["--condition", "sunlight"], monkeypatch, capsys)  # the default: v1
+    # the fixture's bundle records no benchmark: v1, whose conditions are the camera's alone
+    v1 = ["--aux", "thermal", "--bundle", str(thermal_bundle), "--condition", "sunlight"]
+    err = _refused(v1, monkeypatch, capsys)
     assert "unknown condition 'sunlight'" in err and "clear, fog, night, glare, rain" in err
+    assert bundle_and_benchmark(DemoConfig(condition="sunlight"))[1] == "v2"  # the default
     assert "--strength must be in 0..1" in _refused(["--strength", "2"], monkeypatch, capsys)
     with pytest.raises(RuntimeError, match="unknown aux stream 'sonar'"):
         bundle_and_benchmark(DemoConfig(aux="sonar"))
