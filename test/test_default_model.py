@@ -1,4 +1,4 @@
-"""The shipped bundles (models/default, models/rgbt): contents, size, accuracy as their cards state.
+"""The shipped bundles (models/default, models/rgbt): contents, size, accuracy as carded.
 
 Accuracy runs through the node's own path (load_bundle -> load_backend onnxruntime -> Segmenter
 with the shared Preprocess) on freshly rendered synthetic frames of the test split, which neither
