@@ -110,9 +110,8 @@ def synthetic_frames(
             f"{bundle.path}: the synthetic frames have aux {sorted(synthetic.GENERATOR_AUX)}, "
             f"the bundle takes {modality!r}"
         )
-    train = bundle.meta.get("training", {}).get("train_config", {})
-    data = train.get("data", {})
-    scene_seed = int(data.get("scene_seed", 0))
+    scene_seed = int(training_data(bundle).get("scene_seed", 0))
+    benchmark = benchmark or trained_benchmark(bundle)
     for condition in conditions:
         frames = synthetic.SyntheticDataset(
             split,
@@ -123,16 +122,20 @@ def synthetic_frames(
             synthetic.GENERATOR_AUX[modality],
             conditions=(condition,),
             strength=strength,
-            benchmark=benchmark or trained_benchmark(bundle),
+            benchmark=benchmark,
         )
         for index in range(first, first + count):
             yield condition, frames[index]
 
 
+def training_data(bundle: Bundle) -> dict[str, Any]:
+    """The `data` section of the training config a bundle records (empty if it records none)."""
+    return bundle.meta.get("training", {}).get("train_config", {}).get("data", {})
+
+
 def trained_benchmark(bundle: Bundle) -> str:
     """Synthetic benchmark version the bundle was trained on (v1 before there was a choice)."""
-    train = bundle.meta.get("training", {}).get("train_config", {})
-    return train.get("data", {}).get("benchmark", "v1")
+    return training_data(bundle).get("benchmark", "v1")
 
 
 def folder_frames(

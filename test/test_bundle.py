@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -93,10 +95,18 @@ def bundle_dir(tmp_path: Path, exported: tuple[TinyNet, Path]) -> Path:
     return make_bundle(tmp_path / "bundle", exported[1])
 
 
+@contextmanager
+def bundle_meta(bundle_dir: Path) -> Iterator[dict]:
+    """bundle.json as a dict, written back after the `with` body."""
+    path = bundle_dir / "bundle.json"
+    meta = json.loads(path.read_text())
+    yield meta
+    path.write_text(json.dumps(meta))
+
+
 def edit_meta(bundle_dir: Path, **changes) -> None:
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    meta.update(changes)
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with bundle_meta(bundle_dir) as meta:
+        meta.update(changes)
 
 
 def test_round_trip_reads_io_from_the_onnx_and_hashes_it(
@@ -273,18 +283,16 @@ def test_bad_field_is_named_with_what_to_do(bundle_dir: Path, changes: dict, mes
 
 
 def test_files_outside_the_bundle_are_refused(bundle_dir: Path) -> None:
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    meta["files"]["../model.pt"] = meta["files"]["model.onnx"]
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with bundle_meta(bundle_dir) as meta:
+        meta["files"]["../model.pt"] = meta["files"]["model.onnx"]
     with pytest.raises(BundleError, match=r"files lists '../model.pt'; a bundle holds only"):
         load_bundle(bundle_dir)
 
 
 def test_io_problems_are_all_reported_at_once(bundle_dir: Path) -> None:
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    meta["inputs"][1]["name"] = "depth"
-    meta["inputs"][0]["shape"] = [1, 3, HEIGHT, WIDTH + 8]
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with bundle_meta(bundle_dir) as meta:
+        meta["inputs"][1]["name"] = "depth"
+        meta["inputs"][0]["shape"] = [1, 3, HEIGHT, WIDTH + 8]
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_dir)
     text = str(err.value)
@@ -333,10 +341,9 @@ def test_a_copied_bundle_loads_from_its_new_place(bundle_dir: Path, tmp_path: Pa
 
 def rehash(bundle_dir: Path, name: str = "model.onnx") -> None:
     """Record a file's current hash and size in bundle.json, as a careless copy script might."""
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    path = bundle_dir / name
-    meta["files"][name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with bundle_meta(bundle_dir) as meta:
+        path = bundle_dir / name
+        meta["files"][name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 @pytest.mark.parametrize(
@@ -351,9 +358,8 @@ def rehash(bundle_dir: Path, name: str = "model.onnx") -> None:
 )
 def test_a_malformed_preprocess_section_is_a_bundle_error(bundle_dir: Path, edit, message) -> None:
     """Fault 6: a malformed preprocess section ended in KeyError: 'input_size' in the node."""
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    edit(meta["preprocess"])
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with bundle_meta(bundle_dir) as meta:
+        edit(meta["preprocess"])
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_dir)
     assert message in str(err.value)
@@ -363,11 +369,10 @@ def test_shapes_that_disagree_with_model_onnx_are_refused_before_any_allocation(
     bundle_dir: Path,
 ) -> None:
     """Fault 6: consistent but wrong shapes in bundle.json made the node allocate 27.9 GiB."""
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    for entry in meta["inputs"] + meta["outputs"]:
-        entry["shape"][2:] = [60000, 90000]
-    meta["preprocess"]["input_size"] = [60000, 90000]
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with bundle_meta(bundle_dir) as meta:
+        for entry in meta["inputs"] + meta["outputs"]:
+            entry["shape"][2:] = [60000, 90000]
+        meta["preprocess"]["input_size"] = [60000, 90000]
     with pytest.raises(BundleError) as err:
         load_bundle(bundle_dir)
     assert str(err.value) == (
@@ -411,9 +416,8 @@ def test_an_edited_bundle_json_fails_naming_the_field(
 
 
 def test_an_edited_preprocess_spec_fails_naming_the_field(bundle_dir: Path) -> None:
-    meta = json.loads((bundle_dir / "bundle.json").read_text())
-    meta["preprocess"]["aux"]["depth_range_m"] = [0.5, 10.0]
-    (bundle_dir / "bundle.json").write_text(json.dumps(meta))
+    with bundle_meta(bundle_dir) as meta:
+        meta["preprocess"]["aux"]["depth_range_m"] = [0.5, 10.0]
     with pytest.raises(BundleError, match=r"preprocess.aux.depth_range_m\[1\] is 10.0 but"):
         load_bundle(bundle_dir)
 

@@ -210,6 +210,12 @@ class _Street:
         )
         self.lane = (-self.road_half + 0.5, self.road_half - 0.5)
 
+    def add_post(self, spot: tuple[float, float], radius: float, height: float, m: int) -> None:
+        """Add an upright cylinder standing on the ground at `spot` (x, z)."""
+        self.prims.append(
+            _Primitive(_CYLINDER, (spot[0], height / 2, spot[1]), (radius, height / 2, radius), m)
+        )
+
     def material(self, m: _Material) -> int:
         """Add a material; returns its index."""
         self.materials.append(m)
@@ -261,12 +267,7 @@ class _Street:
                         solar_k=6.0,
                     )
                 )
-                height = self.rnd.uniform(3.0, 8.0)
-                self.prims.append(
-                    _Primitive(
-                        _CYLINDER, (spot[0], height / 2, spot[1]), (radius, height / 2, radius), m
-                    )
-                )
+                self.add_post(spot, radius, self.rnd.uniform(3.0, 8.0), m)
 
     def add_vehicles(self) -> None:
         """Add vehicles: tyres/sills and paint in one two-tone box, a glass cabin."""
@@ -408,12 +409,7 @@ class _Street:
                         solar_k=6.0,
                     )
                 )
-                height = self.rnd.uniform(0.8, 1.1)
-                self.prims.append(
-                    _Primitive(
-                        _CYLINDER, (spot[0], height / 2, spot[1]), (0.3, height / 2, 0.3), m
-                    )
-                )
+                self.add_post(spot, 0.3, self.rnd.uniform(0.8, 1.1), m)
 
     def finish(self) -> _Scene:
         """Draw the lighting and return the scene."""

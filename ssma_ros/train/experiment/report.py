@@ -181,6 +181,28 @@ def write_results(
     return data
 
 
+def _evaluation(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The results and per-frame confusion matrices that `evaluate` wrote to `folder`."""
+    results = json.loads((folder / RESULTS).read_text())
+    with np.load(folder / CONFUSIONS) as data:
+        return results, {k: data[k] for k in data.files}
+
+
+def _margins(
+    exp: Experiment,
+    rows: Mapping[str, Any],
+    confusions: Mapping[str, np.ndarray] | Sequence[Mapping[str, np.ndarray]],
+    conditions: Sequence[str],
+    resamples: int,
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """Margins of the reference over every other model (blanked rows aside), and their table."""
+    labels = {k: r["label"] for k, r in rows.items()}
+    ref = exp.reference
+    others = [k for k, r in rows.items() if k != ref and r["blank"] is None]
+    margins = bootstrap_margins(confusions, ref, others, conditions, resamples, exp.test.seed)
+    return margins, margins_table(margins, labels, conditions, labels[ref])
+
+
 def report(
     exp: Experiment,
     output_dir: str | Path | None = None,
@@ -195,27 +217,22 @@ def report(
     merge this experiment into (see `write_results`), with `commands` that reproduce it.
     """
     out = exp.results_dir(output_dir)
-    results = json.loads((out / RESULTS).read_text())
+    results, arrays = _evaluation(out)
     timing_file = Path(output_dir or exp.output_dir) / TIMINGS
     timings = json.loads(timing_file.read_text()) if timing_file.exists() else {}
-    with np.load(out / CONFUSIONS) as data:
-        arrays = {k: data[k] for k in data.files}
     t = results["test"]
-    conditions = t["conditions"]
-    rows = results["rows"]
-    labels = {k: r["label"] for k, r in rows.items()}
-    ref = exp.reference
-    others = [k for k, r in rows.items() if k != ref and r["blank"] is None]
-    margins = bootstrap_margins(arrays, ref, others, conditions, exp.test.bootstrap, exp.test.seed)
+    margins, margin_rows = _margins(
+        exp, results["rows"], arrays, t["conditions"], exp.test.bootstrap
+    )
     text = "\n\n".join(
         [
             f"mIoU (%) on {t['samples']} held-out scenes per condition "
             f"({t['split']} split, benchmark {t.get('benchmark', 'v1')}, strength "
             f"{t['strength']}, {t['size'][0]}x{t['size'][1]}, checkpoint {t['checkpoint']})",
             table(results, timings),
-            f"Margins of {labels[ref]} in mIoU points, with 95% paired-bootstrap intervals "
-            f"over test scenes ({exp.test.bootstrap} resamples)",
-            margins_table(margins, labels, conditions, labels[ref]),
+            f"Margins of {results['rows'][exp.reference]['label']} in mIoU points, with 95% "
+            f"paired-bootstrap intervals over test scenes ({exp.test.bootstrap} resamples)",
+            margin_rows,
         ]
     )
     (out / TABLE).write_text(text + "\n")
@@ -242,12 +259,7 @@ def pool(
     mIoU is the mean over the seeds; margins come from the two-level bootstrap of
     `bootstrap_margins`. With `results_file`, these pooled numbers are merged into it.
     """
-    per_seed, arrays = [], []
-    for out in output_dirs:
-        folder = exp.results_dir(out)
-        per_seed.append(json.loads((folder / RESULTS).read_text()))
-        with np.load(folder / CONFUSIONS) as data:
-            arrays.append({k: data[k] for k in data.files})
+    per_seed, arrays = zip(*(_evaluation(exp.results_dir(out)) for out in output_dirs))
     first = per_seed[0]
     conditions = first["test"]["conditions"]
     rows: dict[str, Any] = {}
@@ -267,10 +279,7 @@ def pool(
         "rows": rows,
         "test": {**first["test"], "runs": list(map(str, output_dirs))},
     }
-    labels = {k: r["label"] for k, r in rows.items()}
-    ref = exp.reference
-    others = [k for k, r in rows.items() if k != ref and r["blank"] is None]
-    margins = bootstrap_margins(arrays, ref, others, conditions, POOL_RESAMPLES, exp.test.seed)
+    margins, margin_rows = _margins(exp, rows, list(arrays), conditions, POOL_RESAMPLES)
     seed_means = "\n".join(
         f"- {r['label']}: " + " / ".join(f"{m * 100:.1f}" for m in r["seed_means"])
         for r in rows.values()
@@ -282,9 +291,10 @@ def pool(
             "condition",
             table(results),
             "Mean mIoU of each training run:\n\n" + seed_means,
-            f"Margins of {labels[ref]} in mIoU points, mean over the training runs, with 95% "
-            f"intervals of a two-level bootstrap (runs, then scenes; {POOL_RESAMPLES} resamples)",
-            margins_table(margins, labels, conditions, labels[ref]),
+            f"Margins of {rows[exp.reference]['label']} in mIoU points, mean over the training "
+            f"runs, with 95% intervals of a two-level bootstrap (runs, then scenes; "
+            f"{POOL_RESAMPLES} resamples)",
+            margin_rows,
         ]
     )
     if results_file is not None:
